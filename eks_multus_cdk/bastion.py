@@ -1,0 +1,91 @@
+"""Step 2 of the walkthrough: the bastion, reached with SSM Session Manager instead of SSH.
+
+No key pair, no inbound rule at all; IMDSv2 only; encrypted root volume. At boot it installs kubectl of the
+cluster's minor version (checksum-verified) and writes a kubeconfig that every login gets, so `kubectl get nodes`
+works in the first session. It is cluster admin through an EKS access entry.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, aws_ec2 as ec2, aws_eks_v2 as eks, aws_iam as iam
+from constructs import Construct
+
+from eks_multus_cdk.cluster import cluster_admin_policies
+from eks_multus_cdk.config import AppConfig
+
+_BOOT_SCRIPT = """\
+set -euo pipefail
+exec > >(tee -a /var/log/bastion-setup.log) 2>&1
+minor="{version}"
+release="$(curl -fsSL --retry 5 "https://dl.k8s.io/release/stable-${{minor}}.txt")"
+curl -fsSL --retry 5 -o /tmp/kubectl "https://dl.k8s.io/release/${{release}}/bin/linux/amd64/kubectl"
+echo "$(curl -fsSL --retry 5 "https://dl.k8s.io/release/${{release}}/bin/linux/amd64/kubectl.sha256")  /tmp/kubectl" \\
+  | sha256sum --check
+install -m 0755 /tmp/kubectl /usr/local/bin/kubectl
+aws eks wait cluster-active --region "{region}" --name "{cluster}"
+install -d -m 0755 /etc/kubernetes
+aws eks update-kubeconfig --region "{region}" --name "{cluster}" --kubeconfig /etc/kubernetes/bastion-kubeconfig
+chmod 0644 /etc/kubernetes/bastion-kubeconfig
+echo 'export KUBECONFIG=/etc/kubernetes/bastion-kubeconfig' > /etc/profile.d/kubeconfig.sh
+for home in /etc/skel /root; do
+  install -d -m 0700 "$home/.kube"
+  cp /etc/kubernetes/bastion-kubeconfig "$home/.kube/config"
+done
+echo "bastion ready: kubectl ${{release}}"
+"""
+
+
+class Bastion(Construct):
+    """An SSM-managed admin host in a private subnet. Attributes: `instance`, `role`, `security_group`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        vpc: ec2.IVpc,
+        subnets: list[ec2.ISubnet],
+        cluster: eks.Cluster,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.security_group = ec2.SecurityGroup(
+            self, "SecurityGroup", vpc=vpc, allow_all_outbound=False,
+            description="Bastion: no inbound; HTTPS out to SSM, EKS and the kubectl download",
+        )
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs and dl.k8s.io")
+        self.role = iam.Role(
+            self, "Role", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
+        )
+        # update-kubeconfig and `aws eks wait` read the cluster; nothing else is needed.
+        self.role.add_to_policy(iam.PolicyStatement(actions=["eks:DescribeCluster"], resources=[cluster.cluster_arn]))
+
+        user_data = ec2.UserData.for_linux()
+        user_data.add_commands(_BOOT_SCRIPT.format(
+            version=config.kubernetes_version, region=config.region, cluster=cluster.cluster_name))
+        self.instance = ec2.Instance(
+            self, "Instance",
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnets=subnets[:1]),
+            instance_type=ec2.InstanceType(config.bastion_instance_type),
+            machine_image=ec2.MachineImage.latest_amazon_linux2023(),
+            security_group=self.security_group,
+            role=self.role,
+            user_data=user_data,
+            require_imdsv2=True,
+            detailed_monitoring=True,
+            block_devices=[ec2.BlockDevice(
+                device_name="/dev/xvda",
+                volume=ec2.BlockDeviceVolume.ebs(20, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
+            )],
+        )
+        self.instance.node.add_dependency(cluster)
+        cluster.connections.allow_default_port_from(self.security_group, "kubectl from the bastion")
+        cluster.grant_access("BastionAdmin", self.role.role_arn, cluster_admin_policies())
+
+        CfnOutput(
+            self, "SessionCommand",
+            value=f"aws ssm start-session --region {config.region} --target {self.instance.instance_id}",
+            description="Opens a shell on the bastion (needs the Session Manager plugin); kubectl is ready there",
+        )

@@ -1,0 +1,82 @@
+"""Step 3 of the walkthrough: the EKS cluster (aws_eks_v2: native AWS::EKS::Cluster, access entries only)."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, aws_ec2 as ec2, aws_eks_v2 as eks, aws_kms as kms
+from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
+from constructs import Construct
+
+from eks_multus_cdk.config import AppConfig
+
+ALL_LOG_TYPES = [
+    eks.ClusterLoggingTypes.API,
+    eks.ClusterLoggingTypes.AUDIT,
+    eks.ClusterLoggingTypes.AUTHENTICATOR,
+    eks.ClusterLoggingTypes.CONTROLLER_MANAGER,
+    eks.ClusterLoggingTypes.SCHEDULER,
+]
+
+
+def cluster_admin_policies() -> list[eks.IAccessPolicy]:
+    return [eks.AccessPolicy.from_access_policy_name(
+        "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER)]
+
+
+class Cluster(Construct):
+    """EKS control plane with KMS-encrypted secrets, all control-plane logs, a kubectl provider and no capacity.
+
+    The API endpoint is private unless `endpointPublicAccessCidrs` names who may reach it publicly; then it is
+    public (only from those CIDRs) and private. The kubectl provider Lambda runs in the private subnets so it
+    reaches a private endpoint. Attributes: `cluster`, `secrets_key`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        vpc: ec2.IVpc,
+        private_subnets: list[ec2.ISubnet],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.secrets_key = kms.Key(
+            self, "SecretsKey", enable_key_rotation=True, description="EKS envelope encryption of Secrets"
+        )
+        endpoint = (
+            eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*config.endpoint_public_access_cidrs)
+            if config.endpoint_public_access_cidrs
+            else eks.EndpointAccess.PRIVATE
+        )
+        self.cluster = eks.Cluster(
+            self,
+            "Cluster",
+            version=eks.KubernetesVersion.of(config.kubernetes_version),
+            vpc=vpc,
+            vpc_subnets=[ec2.SubnetSelection(subnets=private_subnets)],
+            endpoint_access=endpoint,
+            secrets_encryption_key=self.secrets_key,
+            cluster_logging=ALL_LOG_TYPES,
+            service_ipv4_cidr=config.service_cidr,
+            # Self-managed nodes come from MultusNodeGroup: no Auto Mode, no default node group.
+            default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
+            default_capacity=0,
+            # Admins are named explicitly (bastion, adminRoleArns); the deploying principal gets nothing implicit.
+            bootstrap_cluster_creator_admin_permissions=False,
+            output_config_command=False,
+            kubectl_provider_options=eks.KubectlProviderOptions(
+                kubectl_layer=KubectlV35Layer(self, "KubectlLayer"),
+                private_subnets=private_subnets,
+            ),
+        )
+        for i, arn in enumerate(config.admin_role_arns):
+            self.cluster.grant_access(f"Admin{i + 1}", arn, cluster_admin_policies())
+
+        CfnOutput(self, "ClusterName", value=self.cluster.cluster_name, description="EKS cluster name")
+        CfnOutput(
+            self,
+            "UpdateKubeconfigCommand",
+            value=f"aws eks update-kubeconfig --region {config.region} --name {self.cluster.cluster_name}",
+            description="Writes a kubeconfig for this cluster (run where the API endpoint is reachable)",
+        )
+

@@ -1,0 +1,404 @@
+"""The app's configuration: one JSON object under the `eksMultus` context key of cdk.json.
+
+`load_config` turns that object (plus any `-c eksMultus.<path>=<value>` overrides) into frozen dataclasses and
+validates it completely before any construct is built. Every problem is reported as a `ConfigError` whose
+message names the offending key (as a path such as `eksMultus.multusNetworks[1].subnetCidrs[0]`) and value.
+
+Defaults reproduce the aws-samples "Multus CNI on Amazon EKS" walkthrough.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from eks_multus_cdk.instance_types import eni_limits
+
+CONTEXT_KEY = "eksMultus"
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+# kubectl 1.35 (the kubectl layer we ship) supports clusters one minor version either side.
+_KUBERNETES_VERSIONS = ("1.34", "1.35", "1.36")
+_IPVLAN_MODES = ("l2", "l3", "l3s")
+_PLUGINS = ("ipvlan", "host-device")
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+class ConfigError(ValueError):
+    """A problem in the `eksMultus` configuration; the message names the key and the value."""
+
+
+def _key(name: str, **kwargs: Any) -> Any:
+    """A dataclass field read from the camelCase JSON key `name`."""
+    metadata = {"key": name}
+    if "default_factory" in kwargs:
+        return field(metadata=metadata, default_factory=kwargs["default_factory"])
+    return field(metadata=metadata, default=kwargs["default"]) if "default" in kwargs else field(metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str = _key("key")
+    effect: str = _key("effect")
+    value: str = _key("value", default="")
+
+
+@dataclass(frozen=True)
+class NodeGroupConfig:
+    """One self-managed node group; every node gets one ENI per Multus network."""
+
+    name: str = _key("name")
+    instance_type: str = _key("instanceType", default="c5.large")
+    volume_size: int = _key("volumeSize", default=20)
+    min_size: int = _key("minSize", default=1)
+    desired_capacity: int = _key("desiredCapacity", default=1)
+    max_size: int = _key("maxSize", default=1)
+    labels: dict[str, str] = _key("labels", default_factory=dict)
+    taints: tuple[Taint, ...] = _key("taints", default=())
+    max_network_interfaces: int | None = _key("maxNetworkInterfaces", default=None)
+    ipv4_per_interface: int | None = _key("ipv4PerInterface", default=None)
+
+
+@dataclass(frozen=True)
+class MultusNetworkConfig:
+    """One Multus network: a subnet per AZ, one ENI per node, one NetworkAttachmentDefinition per AZ."""
+
+    name: str = _key("name")
+    subnet_cidrs: tuple[str, ...] = _key("subnetCidrs")
+    plugin: str = _key("plugin", default="ipvlan")
+    ipvlan_mode: str = _key("ipvlanMode", default="l3")
+    pod_range_prefix_length: int = _key("podRangePrefixLength", default=25)
+
+    def pod_range(self, az_index: int) -> ipaddress.IPv4Network:
+        """The block reserved for pod addresses: the last `/podRangePrefixLength` of the AZ's subnet."""
+        subnet = ipaddress.IPv4Network(self.subnet_cidrs[az_index])
+        return list(subnet.subnets(new_prefix=self.pod_range_prefix_length))[-1]
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    stack_prefix: str = _key("stackPrefix", default="eks-multus")
+    region: str = _key("region", default="us-west-2")
+    availability_zones: tuple[str, ...] = _key("availabilityZones", default=("us-west-2a", "us-west-2b"))
+    vpc_cidr: str = _key("vpcCidr", default="10.0.0.0/16")
+    public_subnet_cidrs: tuple[str, ...] = _key("publicSubnetCidrs", default=("10.0.0.0/24", "10.0.1.0/24"))
+    private_subnet_cidrs: tuple[str, ...] = _key("privateSubnetCidrs", default=("10.0.2.0/24", "10.0.3.0/24"))
+    nat_gateways: int | None = _key("natGateways", default=None)
+    multus_networks: tuple[MultusNetworkConfig, ...] = _key(
+        "multusNetworks",
+        default=(
+            MultusNetworkConfig(name="multus1", subnet_cidrs=("10.0.4.0/24", "10.0.5.0/24")),
+            MultusNetworkConfig(name="multus2", subnet_cidrs=("10.0.6.0/24", "10.0.7.0/24")),
+        ),
+    )
+    multus_ingress_from_vpc: bool = _key("multusIngressFromVpc", default=True)
+    telco_peer_cidrs: tuple[str, ...] = _key("telcoPeerCidrs", default=())
+    kubernetes_version: str = _key("kubernetesVersion", default="1.35")
+    service_cidr: str = _key("serviceCidr", default="172.20.0.0/16")
+    endpoint_public_access_cidrs: tuple[str, ...] = _key("endpointPublicAccessCidrs", default=())
+    admin_role_arns: tuple[str, ...] = _key("adminRoleArns", default=())
+    bastion: bool = _key("bastion", default=True)
+    bastion_instance_type: str = _key("bastionInstanceType", default="t3.small")
+    log_retention_days: int = _key("logRetentionDays", default=30)
+    node_groups: tuple[NodeGroupConfig, ...] = _key("nodeGroups", default=(NodeGroupConfig(name="ng1"),))
+    cross_node_traffic: bool = _key("crossNodeTraffic", default=True)
+    sample_pods: bool = _key("samplePods", default=True)
+    sample_pod_image: str = _key("samplePodImage", default="docker.io/nicolaka/netshoot:v0.13")
+
+    @property
+    def nat_gateway_count(self) -> int:
+        return len(self.availability_zones) if self.nat_gateways is None else self.nat_gateways
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (tuple, list):
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "object of strings"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if dataclasses.is_dataclass(tp):
+        return "object"
+    return {str: "string", int: "integer", bool: "boolean"}.get(tp, str(tp))
+
+
+def _fail(path: str, value: Any, problem: str) -> typing.NoReturn:
+    raise ConfigError(f"{path} = {json.dumps(value)}: {problem}")
+
+
+def _parse(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _parse(inner, value, path)
+    if dataclasses.is_dataclass(tp):
+        return _parse_dataclass(tp, value, path)
+    if origin in (tuple, list):
+        if not isinstance(value, list):
+            _fail(path, value, f"expected a {_type_name(tp)}")
+        item = typing.get_args(tp)[0]
+        return tuple(_parse(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            _fail(path, value, f"expected an {_type_name(tp)}")
+        return dict(value)
+    # bool is a subclass of int: reject true/false where a number is wanted, and 1/0 where a boolean is.
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        _fail(path, value, "expected an integer")
+    if tp in (str, bool) and not isinstance(value, tp):
+        _fail(path, value, f"expected a {_type_name(tp)}")
+    return value
+
+
+def _parse_dataclass(cls: Any, value: Any, path: str) -> Any:
+    if not isinstance(value, dict):
+        _fail(path, value, "expected an object")
+    hints = typing.get_type_hints(cls)
+    fields = {f.metadata["key"]: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        _fail(f"{path}.{unknown[0]}", value[unknown[0]], f"unknown key (known keys: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for key, f in fields.items():
+        if key in value:
+            kwargs[f.name] = _parse(hints[f.name], value[key], f"{path}.{key}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            _fail(f"{path}.{key}", None, "required key is missing")
+    return cls(**kwargs)
+
+
+def _apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b.0.c` in `raw` (lists indexed by number), creating objects on the way."""
+    parts = dotted.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = f"{CONTEXT_KEY}.{'.'.join(parts[: i + 1])}"
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                _fail(where, value, f"list index {part!r} is not an index of the {len(node)}-item list")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            _fail(where, value, "cannot set a key inside a non-object value")
+
+
+def _context_value(value: Any) -> Any:
+    """`-c key=value` gives strings: read JSON where it parses (numbers, booleans, lists), else keep the string."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def parse_config(raw: Any, overrides: Mapping[str, Any] | None = None) -> AppConfig:
+    """Parse and validate the config object; `overrides` maps dotted paths (without the prefix) to values."""
+    if raw is None:
+        raw = {}
+    raw = _context_value(raw)
+    if not isinstance(raw, dict):
+        _fail(CONTEXT_KEY, raw, "expected an object")
+    # Keys the object leaves out take their defaults, so an override can reach into a default list.
+    raw = json.loads(json.dumps({**default_config_json(), **raw}))  # private deep copy
+    for dotted, value in sorted((overrides or {}).items()):
+        _apply_override(raw, dotted, _context_value(value))
+    config = _parse_dataclass(AppConfig, raw, CONTEXT_KEY)
+    validate(config)
+    return config
+
+
+def load_config(node: Any) -> AppConfig:
+    """Read the config from a construct's context (normally the App): the object plus `eksMultus.*` overrides."""
+    context = node.node.get_all_context()
+    prefix = CONTEXT_KEY + "."
+    overrides = {k[len(prefix) :]: v for k, v in context.items() if k.startswith(prefix)}
+    return parse_config(context.get(CONTEXT_KEY), overrides)
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def _network(path: str, value: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(value, strict=True)
+    except ValueError as err:
+        _fail(path, value, f"not an IPv4 CIDR block ({err})")
+
+
+def validate(c: AppConfig) -> None:
+    p = CONTEXT_KEY
+    if not _DNS_LABEL.match(c.stack_prefix) or len(c.stack_prefix) > 40:
+        _fail(f"{p}.stackPrefix", c.stack_prefix, "use lowercase letters, digits and '-', at most 40 characters")
+    if not _REGION.match(c.region):
+        _fail(f"{p}.region", c.region, "not an AWS region name such as us-west-2")
+    n_az = len(c.availability_zones)
+    if n_az < 2:
+        _fail(f"{p}.availabilityZones", list(c.availability_zones), "EKS needs subnets in at least 2 AZs")
+    for i, az in enumerate(c.availability_zones):
+        if not _AZ.match(az) or not az.startswith(c.region):
+            _fail(f"{p}.availabilityZones[{i}]", az, f"not an availability zone of region {c.region}")
+    if len(set(c.availability_zones)) != n_az:
+        _fail(f"{p}.availabilityZones", list(c.availability_zones), "lists an AZ twice")
+
+    vpc = _network(f"{p}.vpcCidr", c.vpc_cidr)
+    if not 16 <= vpc.prefixlen <= 28:
+        _fail(f"{p}.vpcCidr", c.vpc_cidr, "a VPC CIDR block must be between /16 and /28")
+    if vpc.overlaps(_network(f"{p}.serviceCidr", c.service_cidr)):
+        _fail(f"{p}.serviceCidr", c.service_cidr, f"overlaps vpcCidr {c.vpc_cidr}")
+
+    subnets: list[tuple[str, ipaddress.IPv4Network]] = []
+
+    def add_subnets(path: str, cidrs: tuple[str, ...]) -> None:
+        if len(cidrs) != n_az:
+            _fail(path, list(cidrs), f"needs one CIDR per availability zone ({n_az}), got {len(cidrs)}")
+        for i, cidr in enumerate(cidrs):
+            where = f"{path}[{i}]"
+            net = _network(where, cidr)
+            if not net.subnet_of(vpc):
+                _fail(where, cidr, f"is outside vpcCidr {c.vpc_cidr}")
+            if not 16 <= net.prefixlen <= 28:
+                _fail(where, cidr, "a subnet must be between /16 and /28")
+            for other_path, other in subnets:
+                if net.overlaps(other):
+                    _fail(where, cidr, f"overlaps {other_path} = {other}")
+            subnets.append((where, net))
+
+    add_subnets(f"{p}.publicSubnetCidrs", c.public_subnet_cidrs)
+    add_subnets(f"{p}.privateSubnetCidrs", c.private_subnet_cidrs)
+
+    if not c.multus_networks:
+        _fail(f"{p}.multusNetworks", [], "declare at least one Multus network")
+    names: set[str] = set()
+    for i, net in enumerate(c.multus_networks):
+        path = f"{p}.multusNetworks[{i}]"
+        if not _DNS_LABEL.match(net.name) or len(net.name) > 40:
+            _fail(f"{path}.name", net.name, "use lowercase letters, digits and '-', at most 40 characters")
+        if net.name in names:
+            _fail(f"{path}.name", net.name, "two Multus networks have this name")
+        names.add(net.name)
+        if net.plugin not in _PLUGINS:
+            _fail(f"{path}.plugin", net.plugin, f"must be one of {', '.join(_PLUGINS)}")
+        if net.ipvlan_mode not in _IPVLAN_MODES:
+            _fail(f"{path}.ipvlanMode", net.ipvlan_mode, f"must be one of {', '.join(_IPVLAN_MODES)}")
+        add_subnets(f"{path}.subnetCidrs", net.subnet_cidrs)
+        smallest = max(ipaddress.IPv4Network(s).prefixlen for s in net.subnet_cidrs)
+        if not smallest < net.pod_range_prefix_length <= 28:
+            _fail(
+                f"{path}.podRangePrefixLength",
+                net.pod_range_prefix_length,
+                f"must be longer than the subnet prefix (/{smallest}) and at most 28",
+            )
+
+    if c.nat_gateways is not None and not 1 <= c.nat_gateways <= n_az:
+        _fail(f"{p}.natGateways", c.nat_gateways, f"must be between 1 and the number of AZs ({n_az})")
+    for i, cidr in enumerate(c.telco_peer_cidrs):
+        if _network(f"{p}.telcoPeerCidrs[{i}]", cidr).prefixlen == 0:
+            _fail(f"{p}.telcoPeerCidrs[{i}]", cidr, "opening telco ports to the whole internet is not allowed")
+    for i, cidr in enumerate(c.endpoint_public_access_cidrs):
+        _network(f"{p}.endpointPublicAccessCidrs[{i}]", cidr)
+    for i, arn in enumerate(c.admin_role_arns):
+        if not _ROLE_ARN.match(arn):
+            _fail(f"{p}.adminRoleArns[{i}]", arn, "not an IAM role ARN")
+    if c.kubernetes_version not in _KUBERNETES_VERSIONS:
+        _fail(f"{p}.kubernetesVersion", c.kubernetes_version, f"must be one of {', '.join(_KUBERNETES_VERSIONS)}")
+    if not _INSTANCE_TYPE.match(c.bastion_instance_type):
+        _fail(f"{p}.bastionInstanceType", c.bastion_instance_type, "not an EC2 instance type such as t3.small")
+    if c.log_retention_days not in LOG_RETENTION_DAYS:
+        _fail(f"{p}.logRetentionDays", c.log_retention_days, "not a CloudWatch Logs retention period")
+    if not c.sample_pod_image or ":" not in c.sample_pod_image.rsplit("/", 1)[-1]:
+        _fail(f"{p}.samplePodImage", c.sample_pod_image, "pin the image with a tag (name:tag)")
+
+    if not c.node_groups:
+        _fail(f"{p}.nodeGroups", [], "declare at least one node group")
+    group_names: set[str] = set()
+    for i, ng in enumerate(c.node_groups):
+        _validate_node_group(ng, f"{p}.nodeGroups[{i}]", len(c.multus_networks), group_names)
+
+
+# CloudWatch Logs retention periods, as the names of aws_cdk.aws_logs.RetentionDays members.
+LOG_RETENTION_DAYS = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
+    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS",
+}
+
+
+def _validate_node_group(ng: NodeGroupConfig, path: str, n_networks: int, names: set[str]) -> None:
+    if not _DNS_LABEL.match(ng.name) or len(ng.name) > 20:
+        _fail(f"{path}.name", ng.name, "use lowercase letters, digits and '-', at most 20 characters")
+    if ng.name in names:
+        _fail(f"{path}.name", ng.name, "two node groups have this name")
+    names.add(ng.name)
+    if not _INSTANCE_TYPE.match(ng.instance_type):
+        _fail(f"{path}.instanceType", ng.instance_type, "not an EC2 instance type such as c5.large")
+    limits = eni_limits(ng.instance_type)
+    max_enis = ng.max_network_interfaces or (limits.max_interfaces if limits else None)
+    if max_enis is None:
+        _fail(
+            f"{path}.instanceType",
+            ng.instance_type,
+            "unknown ENI limit for this instance type: set maxNetworkInterfaces and ipv4PerInterface",
+        )
+    if n_networks + 1 > max_enis:
+        _fail(
+            f"{path}.instanceType",
+            ng.instance_type,
+            f"takes at most {max_enis} network interfaces, but the primary ENI plus {n_networks} Multus "
+            f"networks need {n_networks + 1}",
+        )
+    if not 20 <= ng.volume_size <= 16384:
+        _fail(f"{path}.volumeSize", ng.volume_size, "must be between 20 and 16384 GiB (the EKS AMI needs 20)")
+    if not 0 <= ng.min_size <= ng.desired_capacity <= ng.max_size or ng.max_size < 1:
+        _fail(
+            f"{path}.desiredCapacity",
+            ng.desired_capacity,
+            f"needs 0 <= minSize ({ng.min_size}) <= desiredCapacity <= maxSize ({ng.max_size}) and maxSize >= 1",
+        )
+    for key in ng.labels:
+        if not _LABEL_KEY.match(key):
+            _fail(f"{path}.labels.{key}", ng.labels[key], "not a valid Kubernetes label key")
+    for j, taint in enumerate(ng.taints):
+        if not _LABEL_KEY.match(taint.key):
+            _fail(f"{path}.taints[{j}].key", taint.key, "not a valid Kubernetes taint key")
+        if taint.effect not in _TAINT_EFFECTS:
+            _fail(f"{path}.taints[{j}].effect", taint.effect, f"must be one of {', '.join(_TAINT_EFFECTS)}")
+
+
+def default_config_json() -> dict[str, Any]:
+    """The defaults as the JSON object cdk.json carries (used to keep cdk.json and the README honest)."""
+
+    def dump(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj):
+            return {f.metadata["key"]: dump(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        if isinstance(obj, tuple):
+            return [dump(v) for v in obj]
+        return obj
+
+    return dump(AppConfig())

@@ -1,0 +1,26 @@
+"""Names shared by the node group, the ENI Lambda's config, the NADs, the sample pods and `make verify`.
+
+Multus network i (0-based, in config order) is attached at EC2 device index i + 1 and renamed on the node to
+`multus<i + 1>`; its NetworkAttachmentDefinition for an AZ is `<network name>-<az>`.
+"""
+
+from __future__ import annotations
+
+IFNAME_PREFIX = "multus"
+NAD_NAMESPACE = "default"
+SAMPLE_NAMESPACE = "default"
+
+
+def device_index(network_position: int) -> int:
+    """EC2 device index of the ENI for the network at `network_position` (0-based) in the config."""
+    return network_position + 1
+
+
+def interface_name(network_position: int) -> str:
+    """Stable host interface name the node gives that network's ENI (the NAD's `master`)."""
+    return f"{IFNAME_PREFIX}{device_index(network_position)}"
+
+
+def nad_name(network_name: str, availability_zone: str) -> str:
+    """NetworkAttachmentDefinition name for a network in one AZ (a pod may only use its node's AZ)."""
+    return f"{network_name}-{availability_zone}"

@@ -1,0 +1,138 @@
+"""Step 1 of the walkthrough: the VPC with EKS subnets, Multus subnets and the Multus security group."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import jsii
+from aws_cdk import RemovalPolicy, aws_ec2 as ec2, aws_logs as logs
+from constructs import Construct
+
+from eks_multus_cdk.config import LOG_RETENTION_DAYS, AppConfig
+
+PUBLIC = "Public"
+PRIVATE = "Private"
+
+
+def multus_group_name(position: int) -> str:
+    """Subnet group name of the Multus network at `position`; by position so renaming a network replaces nothing."""
+    return f"Multus{position + 1}"
+
+
+# The walkthrough's telco ports: GTP-C, GTP-U, PFCP (UDP); Diameter, S1AP/NGAP (SCTP).
+TELCO_UDP_PORTS = (2123, 2152, 8805)
+TELCO_SCTP_PORTS = (3868, 36412)
+_SCTP = 132
+
+
+@jsii.implements(ec2.IIpAddresses)
+class _ConfiguredCidrs:
+    """Hands the Vpc construct the subnet CIDRs written in the config instead of carving them itself."""
+
+    def __init__(self, vpc_cidr: str, cidrs: dict[tuple[str, str], str]) -> None:
+        self._vpc_cidr = vpc_cidr
+        self._cidrs = cidrs
+
+    def allocate_vpc_cidr(self) -> ec2.VpcIpamOptions:
+        return ec2.VpcIpamOptions(cidr_block=self._vpc_cidr)
+
+    def allocate_subnets_cidr(self, *, requested_subnets, vpc_cidr) -> ec2.SubnetIpamOptions:  # noqa: ANN001
+        allocated = [
+            ec2.AllocatedSubnet(cidr=self._cidrs[(s.configuration.name, s.availability_zone)])
+            for s in requested_subnets
+        ]
+        return ec2.SubnetIpamOptions(allocated_subnets=allocated)
+
+
+class Network(Construct):
+    """VPC, IGW, NAT gateways, public/private/Multus subnets, flow logs and the Multus security group.
+
+    Attributes: `vpc`, `private_subnets`, `public_subnets`, `multus_subnets` (one list per Multus network,
+    in AZ order), `multus_security_group`, `flow_log_group`, `pod_range_reservations`.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig) -> None:
+        super().__init__(scope, construct_id)
+        azs = list(config.availability_zones)
+        cidrs: dict[tuple[str, str], str] = {}
+        for i, az in enumerate(azs):
+            cidrs[(PUBLIC, az)] = config.public_subnet_cidrs[i]
+            cidrs[(PRIVATE, az)] = config.private_subnet_cidrs[i]
+            for pos, net in enumerate(config.multus_networks):
+                cidrs[(multus_group_name(pos), az)] = net.subnet_cidrs[i]
+
+        def mask(cidr: str) -> int:
+            return ipaddress.IPv4Network(cidr).prefixlen
+
+        subnet_configuration = [
+            ec2.SubnetConfiguration(name=PUBLIC, subnet_type=ec2.SubnetType.PUBLIC,
+                                    cidr_mask=mask(config.public_subnet_cidrs[0])),
+            ec2.SubnetConfiguration(name=PRIVATE, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
+                                    cidr_mask=mask(config.private_subnet_cidrs[0])),
+        ] + [
+            # Multus subnets carry pod traffic between nodes inside the VPC: no internet route.
+            ec2.SubnetConfiguration(name=multus_group_name(pos), subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
+                                    cidr_mask=mask(net.subnet_cidrs[0]))
+            for pos, net in enumerate(config.multus_networks)
+        ]
+        self.flow_log_group = logs.LogGroup(
+            self, "FlowLogs", retention=log_retention(config), removal_policy=RemovalPolicy.DESTROY
+        )
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=_ConfiguredCidrs(config.vpc_cidr, cidrs),
+            availability_zones=azs,
+            nat_gateways=config.nat_gateway_count,
+            subnet_configuration=subnet_configuration,
+            restrict_default_security_group=True,
+            flow_logs={"All": ec2.FlowLogOptions(destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                self.flow_log_group))},
+        )
+        self.public_subnets = list(self.vpc.public_subnets)
+        self.private_subnets = list(self.vpc.private_subnets)
+        for subnet in self.public_subnets:
+            subnet.node.default_child.tags.set_tag("kubernetes.io/role/elb", "1")
+        for subnet in self.private_subnets:
+            subnet.node.default_child.tags.set_tag("kubernetes.io/role/internal-elb", "1")
+        self.multus_subnets: list[list[ec2.ISubnet]] = [
+            list(self.vpc.select_subnets(subnet_group_name=multus_group_name(pos)).subnets)
+            for pos in range(len(config.multus_networks))
+        ]
+
+        self.multus_security_group = ec2.SecurityGroup(
+            self, "MultusSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            description="Multus ENIs: traffic between Multus pods inside the VPC",
+        )
+        sg = self.multus_security_group
+        if config.multus_ingress_from_vpc:
+            sg.add_ingress_rule(ec2.Peer.ipv4(config.vpc_cidr), ec2.Port.all_traffic(), "Multus traffic from the VPC")
+        sg.add_egress_rule(ec2.Peer.ipv4(config.vpc_cidr), ec2.Port.all_traffic(), "Multus traffic inside the VPC")
+        for cidr in config.telco_peer_cidrs:
+            for port in TELCO_UDP_PORTS:
+                sg.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.udp(port), f"telco UDP {port}")
+            for port in TELCO_SCTP_PORTS:
+                sg.add_ingress_rule(
+                    ec2.Peer.ipv4(cidr),
+                    ec2.Port(protocol=ec2.Protocol.SCTP, string_representation=f"sctp {port}",
+                             from_port=port, to_port=port),
+                    f"telco SCTP {port}",
+                )
+
+        # Pod addresses come from a block of each Multus subnet that EC2 never hands to an ENI by itself.
+        self.pod_range_reservations: list[ec2.CfnSubnetCidrReservation] = []
+        for pos, net in enumerate(config.multus_networks):
+            for i, subnet in enumerate(self.multus_subnets[pos]):
+                self.pod_range_reservations.append(ec2.CfnSubnetCidrReservation(
+                    self, f"PodRange{pos + 1}Az{i + 1}",
+                    subnet_id=subnet.subnet_id,
+                    cidr=str(net.pod_range(i)),
+                    reservation_type="explicit",
+                    description=f"Multus pod addresses of network {net.name} in {azs[i]}",
+                ))
+
+
+
+def log_retention(config: AppConfig) -> logs.RetentionDays:
+    """The configured retention as the CDK enum (config validation guarantees the key exists)."""
+    return getattr(logs.RetentionDays, LOG_RETENTION_DAYS[config.log_retention_days])
