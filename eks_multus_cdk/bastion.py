@@ -11,6 +11,7 @@ from aws_cdk import CfnOutput, aws_ec2 as ec2, aws_eks_v2 as eks, aws_iam as iam
 from constructs import Construct
 
 from eks_multus_cdk.cluster import cluster_admin_policies
+from eks_multus_cdk.compliance import PINNED_AZS, acknowledge, managed_policy_finding
 from eks_multus_cdk.config import AppConfig
 
 _BOOT_SCRIPT = """\
@@ -81,6 +82,15 @@ class Bastion(Construct):
             )],
         )
         self.instance.node.add_dependency(cluster)
+        acknowledge(self.role, {
+            managed_policy_finding("AmazonSSMManagedInstanceCore"): "The AWS-maintained policy Session Manager "
+            "needs; it replaces SSH keys and port 22.",
+        })
+        acknowledge(self.instance, {
+            "AwsSolutions-EC29": "The bastion holds no state (kubeconfig is rebuilt at boot) and `cdk destroy` must "
+            "remove it; termination protection would block that.",
+            **PINNED_AZS,
+        })
         cluster.connections.allow_default_port_from(self.security_group, "kubectl from the bastion")
         cluster.grant_access("BastionAdmin", self.role.role_arn, cluster_admin_policies())
 

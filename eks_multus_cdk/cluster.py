@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, aws_ec2 as ec2, aws_eks_v2 as eks, aws_kms as kms
+from aws_cdk import CfnOutput, Stack, aws_ec2 as ec2, aws_eks_v2 as eks, aws_kms as kms
 from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 from constructs import Construct
 
+from eks_multus_cdk.compliance import acknowledge, managed_policy_finding
 from eks_multus_cdk.config import AppConfig
+
+_KUBECTL_PROVIDER_REASON = (
+    "aws-cdk-lib's kubectl provider (a Lambda and the custom-resource framework): its roles, managed policies and "
+    "runtime are chosen by the library and cannot be set from here."
+)
+
+
+def _acknowledge_kubectl_provider(cluster: eks.Cluster) -> None:
+    provider = cluster.node.find_child("KubectlProvider")
+    stack = Stack.of(cluster)
+    handler = provider.node.find_child("Handler")
+    ecr_public = stack.get_logical_id(handler.node.find_child("HasEcrPublic"))
+    ecr_public_policy = (
+        '{"Fn::If":["%s",{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},'
+        '":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}' % ecr_public
+    )
+    findings = [
+        managed_policy_finding("service-role/AWSLambdaBasicExecutionRole"),
+        managed_policy_finding("service-role/AWSLambdaVPCAccessExecutionRole"),
+        managed_policy_finding("AmazonEC2ContainerRegistryReadOnly"),
+        f"AwsSolutions-IAM4[Policy::{ecr_public_policy}]",
+        f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(handler.node.default_child)}.Arn>:*]",
+        "AwsSolutions-L1",
+    ]
+    acknowledge(provider, dict.fromkeys(findings, _KUBECTL_PROVIDER_REASON))
 
 ALL_LOG_TYPES = [
     eks.ClusterLoggingTypes.API,
@@ -69,6 +95,11 @@ class Cluster(Construct):
                 private_subnets=private_subnets,
             ),
         )
+        acknowledge(self.cluster.role, {
+            managed_policy_finding("AmazonEKSClusterPolicy"): "The EKS service role policy EKS requires for the "
+            "control plane; AWS maintains it as EKS gains features.",
+        })
+        _acknowledge_kubectl_provider(self.cluster)
         for i, arn in enumerate(config.admin_role_arns):
             self.cluster.grant_access(f"Admin{i + 1}", arn, cluster_admin_policies())
 

@@ -8,6 +8,7 @@ import jsii
 from aws_cdk import RemovalPolicy, aws_ec2 as ec2, aws_logs as logs
 from constructs import Construct
 
+from eks_multus_cdk.compliance import PINNED_AZS, acknowledge
 from eks_multus_cdk.config import LOG_RETENTION_DAYS, AppConfig
 
 PUBLIC = "Public"
@@ -89,6 +90,7 @@ class Network(Construct):
             flow_logs={"All": ec2.FlowLogOptions(destination=ec2.FlowLogDestination.to_cloud_watch_logs(
                 self.flow_log_group))},
         )
+        acknowledge(self.vpc, PINNED_AZS)
         self.public_subnets = list(self.vpc.public_subnets)
         self.private_subnets = list(self.vpc.private_subnets)
         for subnet in self.public_subnets:

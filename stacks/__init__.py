@@ -18,5 +18,5 @@ def build_app(app: App, config: AppConfig) -> tuple[ClusterStack, WorkersStack]:
     env = Environment(region=config.region)
     cluster_stack = ClusterStack(app, f"{config.stack_prefix}-cluster", config=config, env=env)
     workers = WorkersStack(app, f"{config.stack_prefix}-workers", config=config, cluster_stack=cluster_stack, env=env)
-    workers.add_dependency(cluster_stack)
+    workers.add_stack_dependency(cluster_stack)
     return cluster_stack, workers

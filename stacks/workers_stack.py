@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_cdk import CfnOutput
 from constructs import Construct
 
 from eks_multus_cdk.config import AppConfig
+from eks_multus_cdk.network import log_retention
+from eks_multus_cdk.node_group import MultusNodeGroup
 from stacks.base import PinnedAzStack
 from stacks.cluster_stack import ClusterStack
 
@@ -17,3 +20,19 @@ class WorkersStack(PinnedAzStack):
     ) -> None:
         super().__init__(scope, construct_id, config=config,
                          description="eks-multus-cdk: Multus node groups, ENI Lambda, Multus CNI and samples", **kwargs)
+        network = cluster_stack.network
+        cluster = cluster_stack.cluster.cluster
+        self.node_groups = [
+            MultusNodeGroup(
+                # The first group keeps the plain id; more groups are numbered, so adding one replaces nothing.
+                self, "NodeGroup" if i == 0 else f"NodeGroup{i + 1}",
+                config=config, group=group, cluster=cluster, vpc=network.vpc,
+                node_subnets=network.private_subnets, multus_subnets=network.multus_subnets,
+                multus_security_group=network.multus_security_group, log_retention=log_retention(config),
+            )
+            for i, group in enumerate(config.node_groups)
+        ]
+        for i, ng in enumerate(self.node_groups):
+            suffix = "" if i == 0 else str(i + 1)
+            CfnOutput(self, f"NodeGroup{suffix}AsgName", value=ng.asg_name)
+            CfnOutput(self, f"NodeGroup{suffix}EniFunction", value=ng.eni_attacher.function.function_name)

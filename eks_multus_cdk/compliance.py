@@ -1,0 +1,25 @@
+"""Acknowledging cdk-nag / CloudFormation-validate findings, each with the reason it is accepted.
+
+Acknowledgements live on the construct that makes the choice, so library users inherit them with the construct.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Validations
+from constructs import IConstruct
+
+
+def acknowledge(scope: IConstruct, reasons: dict[str, str]) -> None:
+    """Acknowledge rule ids (e.g. `AwsSolutions-IAM4[Policy::...]`) on `scope` and everything below it."""
+    Validations.of(scope).acknowledge(*(Acknowledgment(id=rule, reason=why) for rule, why in reasons.items()))
+
+
+def managed_policy_finding(name: str) -> str:
+    """The IAM4 finding id cdk-nag reports for an AWS managed policy attached by name."""
+    return f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{name}]"
+
+
+PINNED_AZS = {
+    "CloudFormation-Validate::W3010": "AZ names are pinned in cdk.json on purpose: synth must not ask AWS which AZs "
+    "exist, and each Multus subnet must be in a known AZ."
+}

@@ -1,0 +1,167 @@
+"""Step 5 of the walkthrough: the Lambda that gives each new node its Multus ENIs.
+
+An EventBridge rule sends this group's launch/terminate lifecycle actions to the function in `lambda/eni_attacher`.
+It creates one ENI per Multus network in the instance's own AZ (tagged at creation), attaches it at the
+network's device index and completes the action; on terminate it removes what it created.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import (
+    ArnFormat,
+    Duration,
+    Stack,
+    aws_ec2 as ec2,
+    aws_events as events,
+    aws_events_targets as targets,
+    aws_iam as iam,
+    aws_lambda as lambda_,
+    aws_logs as logs,
+    aws_sqs as sqs,
+)
+from aws_cdk.aws_lambda_destinations import SqsDestination
+from constructs import Construct
+
+from eks_multus_cdk.assets import asset_path
+from eks_multus_cdk.compliance import acknowledge
+from eks_multus_cdk.config import MultusNetworkConfig
+from eks_multus_cdk.naming import device_index
+
+OWNER_TAG = "eks-multus/owner"
+LAUNCH_DETAIL_TYPE = "EC2 Instance-launch Lifecycle Action"
+TERMINATE_DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
+HANDLER = "eni_attacher.handler.handler"
+
+
+class EniAttacher(Construct):
+    """ENI lifecycle Lambda, its EventBridge rule and its dead-letter queue, for one Auto Scaling group.
+
+    Attributes: `function`, `rule`, `dead_letter_queue`, `log_group`.
+    The Auto Scaling group must be named `asg_name` and must depend on this construct, so the rule and the
+    function exist before its first instance launches.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        asg_name: str,
+        networks: tuple[MultusNetworkConfig, ...],
+        multus_subnets: list[list[ec2.ISubnet]],
+        security_group: ec2.ISecurityGroup,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        env_networks = [
+            {
+                "name": net.name,
+                "deviceIndex": device_index(pos),
+                "subnets": {s.availability_zone: s.subnet_id for s in multus_subnets[pos]},
+                "securityGroupIds": [security_group.security_group_id],
+            }
+            for pos, net in enumerate(networks)
+        ]
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        self.dead_letter_queue = sqs.Queue(
+            self, "DeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(self.dead_letter_queue, {
+            "AwsSolutions-SQS3": "This queue is the dead-letter queue of the function and of the rule target."})
+        # Its own role: write only to its log group (the basic execution managed policy would allow every group).
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description=f"Multus ENI Lambda of {asg_name}")
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="Logs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[self.log_group.log_group_arn, f"{self.log_group.log_group_arn}:*"]))
+        self.function = lambda_.Function(
+            self, "Function",
+            description="Attaches Multus ENIs to new nodes and removes them from terminating ones",
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(
+                str(asset_path("lambda")), exclude=["*", "!eni_attacher", "!eni_attacher/*.py"]),
+            timeout=Duration.minutes(2),
+            memory_size=256,
+            log_group=self.log_group,
+            role=self.role,
+            environment={
+                "MULTUS_NETWORKS": stack.to_json_string(env_networks),
+                "ASG_NAME": asg_name,
+                "OWNER_TAG_VALUE": asg_name,
+            },
+            retry_attempts=2,
+            max_event_age=Duration.minutes(10),
+            on_failure=SqsDestination(self.dead_letter_queue),
+        )
+        self._grant(stack, asg_name, multus_subnets, security_group)
+        self.rule = events.Rule(
+            self, "LifecycleRule",
+            description=f"Lifecycle actions of the Auto Scaling group {asg_name}",
+            event_pattern=events.EventPattern(
+                source=["aws.autoscaling"],
+                detail_type=[LAUNCH_DETAIL_TYPE, TERMINATE_DETAIL_TYPE],
+                detail={"AutoScalingGroupName": [asg_name]},
+            ),
+            targets=[targets.LambdaFunction(
+                self.function, retry_attempts=4, max_event_age=Duration.minutes(10),
+                dead_letter_queue=self.dead_letter_queue)],
+        )
+
+    def _grant(
+        self, stack: Stack, asg_name: str, multus_subnets: list[list[ec2.ISubnet]], sg: ec2.ISecurityGroup
+    ) -> None:
+        def arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
+
+        eni_arn = arn("network-interface", "*")
+        owned = {"StringEquals": {f"ec2:ResourceTag/{OWNER_TAG}": asg_name}}
+        in_group = {"StringEquals": {"ec2:ResourceTag/aws:autoscaling:groupName": asg_name}}
+        statements = [
+            iam.PolicyStatement(  # EC2 has no resource-level permissions for Describe*.
+                sid="Describe", actions=["ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces"], resources=["*"]),
+            iam.PolicyStatement(
+                sid="CreateOwnedEni", actions=["ec2:CreateNetworkInterface"], resources=[eni_arn],
+                conditions={"StringEquals": {f"aws:RequestTag/{OWNER_TAG}": asg_name}}),
+            iam.PolicyStatement(
+                sid="CreateEniInMultusSubnets", actions=["ec2:CreateNetworkInterface"],
+                resources=[arn("subnet", s.subnet_id) for subnets in multus_subnets for s in subnets]
+                + [arn("security-group", sg.security_group_id)]),
+            iam.PolicyStatement(
+                sid="TagOnCreate", actions=["ec2:CreateTags"], resources=[eni_arn],
+                conditions={"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}}),
+            iam.PolicyStatement(
+                sid="ManageOwnedEni", resources=[eni_arn], conditions=owned,
+                actions=["ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface",
+                         "ec2:ModifyNetworkInterfaceAttribute", "ec2:DeleteNetworkInterface"]),
+            iam.PolicyStatement(
+                sid="AttachToGroupInstances", resources=[arn("instance", "*")], conditions=in_group,
+                actions=["ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface"]),
+            iam.PolicyStatement(
+                sid="CompleteLifecycle",
+                actions=["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"],
+                # arn:aws:autoscaling:<region>:<account>:autoScalingGroup:<uuid>:autoScalingGroupName/<name>
+                resources=[stack.format_arn(
+                    service="autoscaling", resource="autoScalingGroup", arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    resource_name=f"*:autoScalingGroupName/{asg_name}")]),
+        ]
+        for statement in statements:
+            self.role.add_to_policy(statement)
+        acknowledge(self.role, {
+            "AwsSolutions-IAM5[Resource::*]": "ec2:DescribeInstances and ec2:DescribeNetworkInterfaces support no "
+            "resource-level permissions.",
+            f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(self.log_group.node.default_child)}.Arn>:*]":
+            "Log streams of this function's own log group.",
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{stack.region}:<AWS::AccountId>:network-interface/*]":
+            "ENI ids do not exist before the Lambda creates them; every statement on them requires the owner tag "
+            "(on create as a request tag, afterwards as a resource tag).",
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{stack.region}:<AWS::AccountId>:instance/*]":
+            "Instance ids are unknown at deploy time; attach/detach is limited to instances tagged with this "
+            "Auto Scaling group's name.",
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:{stack.region}:<AWS::AccountId>:"
+            f"autoScalingGroup:*:autoScalingGroupName/{asg_name}]":
+            "The group's ARN contains a UUID assigned at creation; the name part pins this one group.",
+        })
+

@@ -1,0 +1,181 @@
+"""Step 4 of the walkthrough: the self-managed node group whose nodes carry the Multus ENIs.
+
+Each node is an AL2023 EKS-optimized instance from a launch template. Its user data has two MIME parts:
+a nodeadm `NodeConfig` (cluster name, endpoint, CA, service CIDR, labels, taints) and the shell script
+`userdata/setup-multus-interfaces.sh`, which waits for the ENIs the lifecycle Lambda attaches, brings them up and
+renames them `multus1..N` by device index. cloud-init runs that script before nodeadm starts kubelet, so the
+VPC CNI starts only after the Multus interfaces are in place.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from aws_cdk import aws_autoscaling as autoscaling, aws_ec2 as ec2, aws_eks_v2 as eks, aws_iam as iam
+from constructs import Construct
+
+from eks_multus_cdk.assets import asset_path
+from eks_multus_cdk.compliance import acknowledge, managed_policy_finding
+from eks_multus_cdk.config import AppConfig, NodeGroupConfig
+from eks_multus_cdk.eni_attacher import EniAttacher
+from eks_multus_cdk.naming import IFNAME_PREFIX
+
+LAUNCH_HOOK = "multus-eni-launch"
+TERMINATE_HOOK = "multus-eni-terminate"
+# The Lambda finishes in seconds; this is how long an instance may wait before the default result applies.
+HOOK_TIMEOUT_SECONDS = 300
+INTERFACE_WAIT_SECONDS = 240
+
+
+def node_ami_parameter(kubernetes_version: str, architecture: ec2.InstanceArchitecture) -> str:
+    """Public SSM parameter of the recommended AL2023 EKS-optimized AMI (resolved at deploy time)."""
+    arch = "arm64" if architecture == ec2.InstanceArchitecture.ARM_64 else "x86_64"
+    return f"/aws/service/eks/optimized-ami/{kubernetes_version}/amazon-linux-2023/{arch}/standard/recommended/image_id"
+
+
+def node_config(
+    *, cluster_name: str, endpoint: str, certificate_authority: str, service_cidr: str, group: NodeGroupConfig
+) -> str:
+    """nodeadm NodeConfig document (JSON is valid YAML; CDK tokens stay plain strings inside it)."""
+    flags = []
+    if group.labels:
+        flags.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(group.labels.items())))
+    if group.taints:
+        flags.append("--register-with-taints=" + ",".join(f"{t.key}={t.value}:{t.effect}" for t in group.taints))
+    spec: dict = {
+        "cluster": {
+            "name": cluster_name,
+            "apiServerEndpoint": endpoint,
+            "certificateAuthority": certificate_authority,
+            "cidr": service_cidr,
+        }
+    }
+    if flags:
+        spec["kubelet"] = {"flags": flags}
+    return json.dumps({"apiVersion": "node.eks.aws/v1alpha1", "kind": "NodeConfig", "spec": spec}, indent=2)
+
+
+def interface_script(network_count: int) -> str:
+    """The Multus interface script with its settings prepended, as the shell MIME part runs it."""
+    settings = {
+        "MULTUS_INTERFACE_COUNT": str(network_count),
+        "MULTUS_IFNAME_PREFIX": IFNAME_PREFIX,
+        "MULTUS_WAIT_SECONDS": str(INTERFACE_WAIT_SECONDS),
+    }
+    script = asset_path("userdata", "setup-multus-interfaces.sh").read_text()
+    body = script.split("\n", 1)[1] if script.startswith("#!") else script
+    exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in settings.items())
+    return f"#!/bin/bash\n{exports}\n{body}"
+
+
+class MultusNodeGroup(Construct):
+    """A self-managed Auto Scaling group of EKS nodes, each with one ENI per Multus network.
+
+    Attributes: `auto_scaling_group`, `launch_template`, `role`, `eni_attacher`, `access_entry`, `asg_name`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        group: NodeGroupConfig,
+        cluster: eks.ICluster,
+        vpc: ec2.IVpc,
+        node_subnets: list[ec2.ISubnet],
+        multus_subnets: list[list[ec2.ISubnet]],
+        multus_security_group: ec2.ISecurityGroup,
+        log_retention,  # noqa: ANN001 - aws_logs.RetentionDays
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # A fixed name lets the EventBridge rule and the IAM policy name the group without a dependency cycle.
+        self.asg_name = f"{config.stack_prefix}-{group.name}"
+        instance_type = ec2.InstanceType(group.instance_type)
+
+        self.role = iam.Role(
+            self, "Role",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description=f"EKS worker nodes of {self.asg_name}",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(name)
+                for name in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
+                             "AmazonEC2ContainerRegistryPullOnly", "AmazonSSMManagedInstanceCore")
+            ],
+        )
+        acknowledge(self.role, {
+            managed_policy_finding("AmazonEKSWorkerNodePolicy"): "EKS's documented node policy for self-managed "
+            "nodes (kubelet's EKS/EC2 reads); AWS keeps it in step with EKS.",
+            managed_policy_finding("AmazonEKS_CNI_Policy"): "The VPC CNI on the node assigns pod IPs with the node "
+            "role, as in EKS's default self-managed setup.",
+            managed_policy_finding("AmazonEC2ContainerRegistryPullOnly"): "Pull-only ECR access for the EKS add-on "
+            "and Multus images; no push or delete.",
+            managed_policy_finding("AmazonSSMManagedInstanceCore"): "Session Manager access to nodes for debugging "
+            "instead of SSH keys.",
+        })
+        self.access_entry = eks.AccessEntry(
+            self, "AccessEntry", cluster=cluster, principal=self.role.role_arn,
+            access_entry_type=eks.AccessEntryType.EC2_LINUX, access_policies=[],
+        )
+
+        user_data = ec2.MultipartUserData()
+        user_data.add_part(ec2.MultipartBody.from_raw_body(
+            content_type="application/node.eks.aws",
+            body=node_config(
+                cluster_name=cluster.cluster_name, endpoint=cluster.cluster_endpoint,
+                certificate_authority=cluster.cluster_certificate_authority_data,
+                service_cidr=config.service_cidr, group=group,
+            ),
+        ))
+        user_data.add_part(ec2.MultipartBody.from_raw_body(
+            content_type='text/x-shellscript; charset="utf-8"', body=interface_script(len(config.multus_networks))))
+
+        self.launch_template = ec2.LaunchTemplate(
+            self, "LaunchTemplate",
+            instance_type=instance_type,
+            machine_image=ec2.MachineImage.from_ssm_parameter(
+                node_ami_parameter(config.kubernetes_version, instance_type.architecture)),
+            role=self.role,
+            security_group=cluster.cluster_security_group,
+            user_data=user_data,
+            require_imdsv2=True,
+            http_put_response_hop_limit=2,
+            detailed_monitoring=True,
+            block_devices=[ec2.BlockDevice(
+                device_name="/dev/xvda",
+                volume=ec2.BlockDeviceVolume.ebs(group.volume_size, encrypted=True,
+                                                 volume_type=ec2.EbsDeviceVolumeType.GP3),
+            )],
+        )
+
+        self.eni_attacher = EniAttacher(
+            self, "EniAttacher", asg_name=self.asg_name, networks=config.multus_networks,
+            multus_subnets=multus_subnets, security_group=multus_security_group, log_retention=log_retention,
+        )
+        self.auto_scaling_group = autoscaling.AutoScalingGroup(
+            self, "Group",
+            auto_scaling_group_name=self.asg_name,
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnets=node_subnets),
+            launch_template=self.launch_template,
+            min_capacity=group.min_size,
+            desired_capacity=group.desired_capacity,
+            max_capacity=group.max_size,
+        )
+        self.auto_scaling_group.node.default_child.lifecycle_hook_specification_list = [
+            autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(
+                lifecycle_hook_name=LAUNCH_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING",
+                default_result="ABANDON", heartbeat_timeout=HOOK_TIMEOUT_SECONDS),
+            autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(
+                lifecycle_hook_name=TERMINATE_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+                default_result="CONTINUE", heartbeat_timeout=HOOK_TIMEOUT_SECONDS),
+        ]
+        acknowledge(self.auto_scaling_group, {
+            "AwsSolutions-AS3": "Instance launches and terminations go to EventBridge lifecycle actions that the ENI "
+            "Lambda handles; an SNS topic for scaling notifications would have no subscriber.",
+        })
+        # The rule, the function and its invoke permission exist before the first instance launches.
+        self.auto_scaling_group.node.add_dependency(self.eni_attacher)
+        # Nodes must be able to join: the access entry exists before any node boots.
+        self.auto_scaling_group.node.add_dependency(self.access_entry)
