@@ -81,7 +81,6 @@ class Bastion(Construct):
                 volume=ec2.BlockDeviceVolume.ebs(20, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
             )],
         )
-        self.instance.node.add_dependency(cluster)
         acknowledge(self.role, {
             managed_policy_finding("AmazonSSMManagedInstanceCore"): "The AWS-maintained policy Session Manager "
             "needs; it replaces SSH keys and port 22.",
