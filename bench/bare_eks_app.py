@@ -1,6 +1,7 @@
 """Baseline for `make bench`: a bare aws_eks_v2 cluster with the same kubectl layer and nothing else."""
 
-from aws_cdk import App, Environment, Stack, aws_eks_v2 as eks
+from aws_cdk import App, Environment, Stack
+from aws_cdk import aws_eks_v2 as eks
 from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack, aws_ec2 as ec2, aws_eks_v2 as eks, aws_kms as kms
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_kms as kms
 from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 from constructs import Construct
 
@@ -21,8 +24,8 @@ def _acknowledge_kubectl_provider(cluster: eks.Cluster) -> None:
     handler = provider.node.find_child("Handler")
     ecr_public = stack.get_logical_id(handler.node.find_child("HasEcrPublic"))
     ecr_public_policy = (
-        '{"Fn::If":["%s",{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},'
-        '":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}' % ecr_public
+        f'{{"Fn::If":["{ecr_public}",{{"Fn::Join":["",["arn:",{{"Ref":"AWS::Partition"}},'
+        '":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}'
     )
     findings = [
         managed_policy_finding("service-role/AWSLambdaBasicExecutionRole"),

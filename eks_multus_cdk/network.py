@@ -5,11 +5,14 @@ from __future__ import annotations
 import ipaddress
 
 import jsii
-from aws_cdk import RemovalPolicy, aws_ec2 as ec2, aws_logs as logs
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from eks_multus_cdk.compliance import PINNED_AZS, acknowledge
 from eks_multus_cdk.config import LOG_RETENTION_DAYS, AppConfig
+from eks_multus_cdk.nads import subnet_cidr_reservations
 
 PUBLIC = "Public"
 PRIVATE = "Private"
@@ -122,18 +125,14 @@ class Network(Construct):
                 )
 
         # Pod addresses come from a block of each Multus subnet that EC2 never hands to an ENI by itself.
-        self.pod_range_reservations: list[ec2.CfnSubnetCidrReservation] = []
-        for pos, net in enumerate(config.multus_networks):
-            for i, subnet in enumerate(self.multus_subnets[pos]):
-                self.pod_range_reservations.append(ec2.CfnSubnetCidrReservation(
-                    self, f"PodRange{pos + 1}Az{i + 1}",
-                    subnet_id=subnet.subnet_id,
-                    cidr=str(net.pod_range(i)),
-                    reservation_type="explicit",
-                    description=f"Multus pod addresses of network {net.name} in {azs[i]}",
-                ))
-
-
+        self.pod_range_reservations: list[ec2.CfnSubnetCidrReservation] = [
+            ec2.CfnSubnetCidrReservation(
+                self, f"PodRange{r['position'] + 1}Az{r['az_index'] + 1}",
+                subnet_id=self.multus_subnets[r["position"]][r["az_index"]].subnet_id,
+                cidr=r["cidr"], reservation_type=r["type"], description=r["description"],
+            )
+            for r in subnet_cidr_reservations(config)
+        ]
 
 def log_retention(config: AppConfig) -> logs.RetentionDays:
     """The configured retention as the CDK enum (config validation guarantees the key exists)."""

@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput
 from constructs import Construct
 
 from eks_multus_cdk.config import AppConfig
+from eks_multus_cdk.multus import MultusCni
 from eks_multus_cdk.network import log_retention
 from eks_multus_cdk.node_group import MultusNodeGroup
 from stacks.base import PinnedAzStack
@@ -32,6 +33,8 @@ class WorkersStack(PinnedAzStack):
             )
             for i, group in enumerate(config.node_groups)
         ]
+        # Multus, its NetworkAttachmentDefinitions and the sample pods, applied through the cluster's kubectl provider.
+        self.multus = MultusCni(self, "Multus", cluster=cluster, config=config)
         for i, ng in enumerate(self.node_groups):
             suffix = "" if i == 0 else str(i + 1)
             CfnOutput(self, f"NodeGroup{suffix}AsgName", value=ng.asg_name)

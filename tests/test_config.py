@@ -45,7 +45,8 @@ def test_every_key_is_documented_in_the_readme_config_table():
                 yield from keys(v[0], f"{prefix}{k}[].")
 
     missing = set(keys(default_config_json())) - table_keys
-    missing |= {f"nodeGroups[].{k}" for k in ("labels", "taints", "maxNetworkInterfaces", "ipv4PerInterface")} - table_keys
+    optional = ("labels", "taints", "maxNetworkInterfaces", "ipv4PerInterface")
+    missing |= {f"nodeGroups[].{k}" for k in optional} - table_keys
     assert not missing, f"README config table lacks {sorted(missing)}"
 
 
@@ -60,8 +61,10 @@ BAD = [
     ({"vpcCidr": "10.0.0.0/33"}, {}, 'eksMultus.vpcCidr = "10.0.0.0/33"'),
     ({"privateSubnetCidrs": ["10.0.2.0/24", "10.0.0.128/25"]}, {}, "eksMultus.privateSubnetCidrs[1]"),
     ({"publicSubnetCidrs": ["10.0.0.0/24", "10.9.1.0/24"]}, {}, "is outside vpcCidr"),
-    ({}, {"multusNetworks.1.subnetCidrs": '["10.0.6.0/24", "10.0.4.0/24"]'}, "overlaps eksMultus.multusNetworks[0]"),
-    ({}, {"nodeGroups.0.instanceType": "t3.micro"}, 'eksMultus.nodeGroups[0].instanceType = "t3.micro": takes at most 2'),
+    ({}, {"multusNetworks.1.subnetCidrs": '["10.0.6.0/24", "10.0.4.0/24"]'},
+     "overlaps eksMultus.multusNetworks[0]"),
+    ({}, {"nodeGroups.0.instanceType": "t3.micro"},
+     'eksMultus.nodeGroups[0].instanceType = "t3.micro": takes at most 2'),
     ({"unknownKey": 1}, {}, "eksMultus.unknownKey = 1: unknown key"),
     ({}, {"nodeGroups.0.volumeSize": '"big"'}, 'eksMultus.nodeGroups[0].volumeSize = "big": expected an integer'),
     ({}, {"samplePods": "1"}, "eksMultus.samplePods = 1: expected a boolean"),
@@ -74,7 +77,8 @@ BAD = [
     ({}, {"kubernetesVersion": '"1.29"'}, 'eksMultus.kubernetesVersion = "1.29"'),
     ({}, {"serviceCidr": "10.0.0.0/16"}, "eksMultus.serviceCidr"),
     ({}, {"nodeGroups.5.name": "x"}, "eksMultus.nodeGroups.5"),
-    ({"nodeGroups": [{"instanceType": "c5.large"}]}, {}, "eksMultus.nodeGroups[0].name = null: required key is missing"),
+    ({"nodeGroups": [{"instanceType": "c5.large"}]}, {},
+     "eksMultus.nodeGroups[0].name = null: required key is missing"),
     ({}, {"samplePodImage": "busybox"}, "pin the image"),
 ]
 

@@ -1,0 +1,74 @@
+"""A small app (aws_eks_v2 Cluster + MultusCni) and readers for what its template carries.
+
+Shared by tests/manifests (construct tests) and tests/dataplane (which runs the synthesized NAD configs through
+the real CNI plugins). The readers find the kubectl manifests by resource type and content, not by logical ID,
+so they work on any template that holds a MultusCni (e.g. the real app's workers stack).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import App, Stack
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk.assertions import Template
+from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
+
+from eks_multus_cdk.config import AppConfig, parse_config
+from eks_multus_cdk.multus import MultusCni
+
+MANIFEST_TYPE = "Custom::AWSCDK-EKS-KubernetesResource"
+
+
+def build_stack(config: AppConfig) -> tuple[Stack, MultusCni]:
+    """An env-agnostic stack with a capacity-less cluster (kubectl provider from the v35 layer) and MultusCni."""
+    app = App()
+    stack = Stack(app, "MultusTest")
+    cluster = eks.Cluster(
+        stack,
+        "Cluster",
+        version=eks.KubernetesVersion.of(config.kubernetes_version),
+        default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
+        default_capacity=0,
+        kubectl_provider_options=eks.KubectlProviderOptions(kubectl_layer=KubectlV35Layer(stack, "KubectlLayer")),
+    )
+    multus = MultusCni(stack, "Multus", cluster=cluster, config=config)
+    return stack, multus
+
+
+# repr(config) -> template JSON: jsii synthesis costs seconds, so each config is synthesized once per process
+# (AppConfig holds dicts, so it is not hashable itself; its dataclass repr is a faithful key).
+_TEMPLATES: dict[str, str] = {}
+
+
+def synthesized_template(config: AppConfig | None = None) -> dict[str, Any]:
+    """The synthesized template (a fresh copy) of the test app for `config` (defaults: the default config)."""
+    config = config if config is not None else parse_config(None)
+    key = repr(config)
+    if key not in _TEMPLATES:
+        stack, _ = build_stack(config)
+        _TEMPLATES[key] = json.dumps(Template.from_stack(stack).to_json())
+    return json.loads(_TEMPLATES[key])
+
+
+def kubernetes_manifest_resources(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Logical ID -> resource, for every kubectl manifest resource of the template."""
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == MANIFEST_TYPE}
+
+
+def manifest_objects(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Kubernetes objects of one manifest resource (its Manifest property is a JSON string)."""
+    manifest = resource["Properties"]["Manifest"]
+    if not isinstance(manifest, str):
+        raise AssertionError(f"Manifest is not a plain JSON string (it holds tokens?): {str(manifest)[:200]}")
+    return json.loads(manifest)
+
+
+def template_objects(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every Kubernetes object any manifest resource of the template applies."""
+    return [obj for r in kubernetes_manifest_resources(template).values() for obj in manifest_objects(r)]
+
+
+def objects_of_kind(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in template_objects(template) if obj.get("kind") == kind]

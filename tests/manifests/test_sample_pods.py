@@ -1,0 +1,74 @@
+"""The walkthrough's sample pods."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from eks_multus_cdk.assets import asset_path
+from eks_multus_cdk.config import parse_config
+from eks_multus_cdk.multus_manifests import load_manifest_file
+from eks_multus_cdk.nads import network_attachment_definitions
+from eks_multus_cdk.sample_pods import NETWORKS_ANNOTATION, sample_pod_manifests
+
+OTHER = {
+    "region": "eu-central-1",
+    "availabilityZones": ["eu-central-1b", "eu-central-1c"],
+    "samplePodImage": "registry.example.com/tools/net:1.2",
+    "multusNetworks": [
+        {"name": "signal", "subnetCidrs": ["10.0.4.0/24", "10.0.5.0/24"]},
+        {"name": "media", "subnetCidrs": ["10.0.6.0/24", "10.0.7.0/24"], "plugin": "host-device"},
+    ],
+}
+
+
+def test_default_render_equals_the_shipped_yaml() -> None:
+    """The YAML files carry the default config's values, so `kubectl apply -f manifests/samples` matches a deploy."""
+    shipped = [
+        obj
+        for name in ("sample-single.yaml", "sample-dual.yaml")
+        for obj in load_manifest_file(asset_path("manifests", "samples", name))
+    ]
+    assert sample_pod_manifests(parse_config(None)) == shipped
+
+
+def test_disabled() -> None:
+    assert sample_pod_manifests(dataclasses.replace(parse_config(None), sample_pods=False)) == []
+
+
+def test_one_network_gives_only_the_single_sample() -> None:
+    config = parse_config({"multusNetworks": [{"name": "only", "subnetCidrs": ["10.0.4.0/24", "10.0.5.0/24"]}]})
+    assert [p["metadata"]["name"] for p in sample_pod_manifests(config)] == ["sample-single"]
+
+
+def test_pods_name_only_nads_of_their_pinned_az() -> None:
+    config = parse_config(OTHER)
+    pods = {p["metadata"]["name"]: p for p in sample_pod_manifests(config)}
+    assert list(pods) == ["sample-single", "sample-dual"]
+    nads = {
+        (n["metadata"]["namespace"], n["metadata"]["name"]): n["metadata"]["labels"]["topology.kubernetes.io/zone"]
+        for n in network_attachment_definitions(config)
+    }
+    expected = {
+        "sample-single": ["signal-eu-central-1b"],
+        "sample-dual": ["signal-eu-central-1b", "media-eu-central-1b"],
+    }
+    for name, pod in pods.items():
+        zone = pod["spec"]["nodeSelector"]["topology.kubernetes.io/zone"]
+        assert zone == "eu-central-1b"
+        attachments = json.loads(pod["metadata"]["annotations"][NETWORKS_ANNOTATION])
+        assert [a["name"] for a in attachments] == expected[name]
+        assert [a["interface"] for a in attachments] == ["net1", "net2"][: len(attachments)]
+        for a in attachments:
+            assert nads[(a["namespace"], a["name"])] == zone, "a pod may only name NADs of its node's AZ"
+
+
+def test_container_is_long_running_and_not_privileged() -> None:
+    for pod in sample_pod_manifests(parse_config(OTHER)):
+        (container,) = pod["spec"]["containers"]
+        assert container["image"] == "registry.example.com/tools/net:1.2"
+        assert container["command"] == ["sleep", "infinity"]
+        sc = container["securityContext"]
+        assert sc.get("privileged") is not True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]}
+        assert "hostNetwork" not in pod["spec"]
