@@ -7,7 +7,10 @@ works in the first session. It is cluster admin through an EKS access entry.
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, aws_ec2 as ec2, aws_eks_v2 as eks, aws_iam as iam
+from aws_cdk import CfnOutput
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from eks_multus_cdk.cluster import cluster_admin_policies

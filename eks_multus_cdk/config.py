@@ -15,8 +15,9 @@ import json
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from eks_multus_cdk.instance_types import eni_limits
 

@@ -11,12 +11,26 @@ from aws_cdk import (
     ArnFormat,
     Duration,
     Stack,
+)
+from aws_cdk import (
     aws_ec2 as ec2,
+)
+from aws_cdk import (
     aws_events as events,
+)
+from aws_cdk import (
     aws_events_targets as targets,
+)
+from aws_cdk import (
     aws_iam as iam,
+)
+from aws_cdk import (
     aws_lambda as lambda_,
+)
+from aws_cdk import (
     aws_logs as logs,
+)
+from aws_cdk import (
     aws_sqs as sqs,
 )
 from aws_cdk.aws_lambda_destinations import SqsDestination

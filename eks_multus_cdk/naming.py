@@ -11,6 +11,11 @@ NAD_NAMESPACE = "default"
 SAMPLE_NAMESPACE = "default"
 
 
+def asg_name(stack_prefix: str, node_group: str) -> str:
+    """Fixed name of a node group's Auto Scaling group; also the `eks-multus/owner` tag value of its ENIs."""
+    return f"{stack_prefix}-{node_group}"
+
+
 def device_index(network_position: int) -> int:
     """EC2 device index of the ENI for the network at `network_position` (0-based) in the config."""
     return network_position + 1

@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import shlex
 
-from aws_cdk import aws_autoscaling as autoscaling, aws_ec2 as ec2, aws_eks_v2 as eks, aws_iam as iam
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.compliance import acknowledge, managed_policy_finding
 from eks_multus_cdk.config import AppConfig, NodeGroupConfig
 from eks_multus_cdk.eni_attacher import EniAttacher
-from eks_multus_cdk.naming import IFNAME_PREFIX
+from eks_multus_cdk.naming import IFNAME_PREFIX, asg_name
 
 LAUNCH_HOOK = "multus-eni-launch"
 TERMINATE_HOOK = "multus-eni-terminate"
@@ -91,7 +94,7 @@ class MultusNodeGroup(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         # A fixed name lets the EventBridge rule and the IAM policy name the group without a dependency cycle.
-        self.asg_name = f"{config.stack_prefix}-{group.name}"
+        self.asg_name = asg_name(config.stack_prefix, group.name)
         instance_type = ec2.InstanceType(group.instance_type)
 
         self.role = iam.Role(

@@ -2,6 +2,8 @@
 
 - `sample-single`: one Multus interface, net1 on network 1.
 - `sample-dual`: net1 on network 1 and net2 on network 2 (rendered only when the config has two networks).
+- `sample-cross-a`, `sample-cross-b` (only with `crossNodeTraffic`): net1 on network 1, preferring different nodes,
+  to show pod-to-pod traffic across nodes over a Multus network.
 
 The AZ rule: a pod may only name NetworkAttachmentDefinitions of its own node's availability zone. A NAD's
 `master` is the node's ENI of that network, and that ENI lives in the network's subnet *of the node's AZ*; a NAD
@@ -27,6 +29,10 @@ SAMPLE_AZ_INDEX = 0
 SAMPLES: dict[str, tuple[int, ...]] = {
     "sample-single.yaml": (0,),
     "sample-dual.yaml": (0, 1),
+}
+CROSS_NODE_SAMPLES: dict[str, tuple[int, ...]] = {
+    "sample-cross-a.yaml": (0,),
+    "sample-cross-b.yaml": (0,),
 }
 
 
@@ -56,7 +62,8 @@ def sample_pod_manifests(config: AppConfig) -> list[dict[str, Any]]:
     if not config.sample_pods:
         return []
     pods = []
-    for filename, positions in SAMPLES.items():
+    samples = {**SAMPLES, **(CROSS_NODE_SAMPLES if config.cross_node_traffic else {})}
+    for filename, positions in samples.items():
         if max(positions) >= len(config.multus_networks):
             continue  # sample-dual needs a second network
         (pod,) = load_manifest_file(asset_path("manifests", "samples", filename))

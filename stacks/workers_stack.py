@@ -11,6 +11,7 @@ from eks_multus_cdk.config import AppConfig
 from eks_multus_cdk.multus import MultusCni
 from eks_multus_cdk.network import log_retention
 from eks_multus_cdk.node_group import MultusNodeGroup
+from eks_multus_cdk.pod_addresses import PodAddressSync
 from stacks.base import PinnedAzStack
 from stacks.cluster_stack import ClusterStack
 
@@ -35,6 +36,12 @@ class WorkersStack(PinnedAzStack):
         ]
         # Multus, its NetworkAttachmentDefinitions and the sample pods, applied through the cluster's kubectl provider.
         self.multus = MultusCni(self, "Multus", cluster=cluster, config=config)
+        # Cross-node traffic: whereabouts hands out cluster-unique pod addresses and a per-node controller assigns
+        # them to the node's Multus ENI, so the VPC delivers them. NADs name whereabouts; pods need it installed.
+        self.pod_addresses = None
+        if config.cross_node_traffic:
+            self.pod_addresses = PodAddressSync(self, "PodAddresses", cluster=cluster, config=config)
+            self.multus.nad_manifest.node.add_dependency(self.pod_addresses.whereabouts_manifest)
         for i, ng in enumerate(self.node_groups):
             suffix = "" if i == 0 else str(i + 1)
             CfnOutput(self, f"NodeGroup{suffix}AsgName", value=ng.asg_name)

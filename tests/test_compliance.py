@@ -57,7 +57,8 @@ def test_cdk_nag_aws_solutions_has_no_unacknowledged_findings(nag_report):
 
 def test_cdk_nag_really_runs_here(tmp_path):
     # Control: the same plugin setup reports an SSH-open security group, so the check above can fail.
-    from aws_cdk import Stack, aws_ec2 as ec2
+    from aws_cdk import Stack
+    from aws_cdk import aws_ec2 as ec2
 
     app = App(outdir=str(tmp_path))
     stack = Stack(app, "Control")

@@ -137,29 +137,7 @@ def expectations(config: AppConfig) -> Expectations:
     pods = [_expected_pod(m, by_key) for m in manifests]
     cross = tuple(p for p in pods if p.name in CROSS_NODE_PODS)
     samples = tuple(p for p in pods if p.name not in CROSS_NODE_PODS)
-    cross_pair: tuple[ExpectedPod, ExpectedPod] | None = None
-    if config.sample_pods and config.cross_node_traffic:
-        if len(cross) == 2:
-            cross_pair = (cross[0], cross[1])
-        else:
-            # Not rendered by sample_pods (yet): the pair is the single-network sample's networks, in its AZ.
-            az_index = sample_pods.SAMPLE_AZ_INDEX
-            az = config.availability_zones[az_index]
-            annotation = sample_pods.networks_annotation(config, (0,), az_index)
-            cross_pair = tuple(  # type: ignore[assignment]
-                _expected_pod(
-                    {
-                        "metadata": {
-                            "name": name,
-                            "namespace": naming.SAMPLE_NAMESPACE,
-                            "annotations": {NETWORKS_ANNOTATION: annotation},
-                        },
-                        "spec": {"nodeSelector": {ZONE_LABEL: az}},
-                    },
-                    by_key,
-                )
-                for name in CROSS_NODE_PODS
-            )
+    cross_pair = (cross[0], cross[1]) if len(cross) == 2 else None
     return Expectations(
         availability_zones=config.availability_zones,
         nads=nads,

@@ -26,7 +26,7 @@ def test_default_render_equals_the_shipped_yaml() -> None:
     """The YAML files carry the default config's values, so `kubectl apply -f manifests/samples` matches a deploy."""
     shipped = [
         obj
-        for name in ("sample-single.yaml", "sample-dual.yaml")
+        for name in ("sample-single.yaml", "sample-dual.yaml", "sample-cross-a.yaml", "sample-cross-b.yaml")
         for obj in load_manifest_file(asset_path("manifests", "samples", name))
     ]
     assert sample_pod_manifests(parse_config(None)) == shipped
@@ -38,13 +38,27 @@ def test_disabled() -> None:
 
 def test_one_network_gives_only_the_single_sample() -> None:
     config = parse_config({"multusNetworks": [{"name": "only", "subnetCidrs": ["10.0.4.0/24", "10.0.5.0/24"]}]})
-    assert [p["metadata"]["name"] for p in sample_pod_manifests(config)] == ["sample-single"]
+    assert [p["metadata"]["name"] for p in sample_pod_manifests(config)] == [
+        "sample-single", "sample-cross-a", "sample-cross-b"]
+
+
+def test_cross_node_pair_only_with_cross_node_traffic() -> None:
+    names = [p["metadata"]["name"] for p in sample_pod_manifests(parse_config({"crossNodeTraffic": False}))]
+    assert names == ["sample-single", "sample-dual"]
+    cross = [p for p in sample_pod_manifests(parse_config(None)) if p["metadata"]["name"].startswith("sample-cross")]
+    assert len(cross) == 2
+    for pod in cross:
+        (term,) = pod["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+        selector = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        assert selector == {"app.kubernetes.io/name": "sample-cross"}
+        assert selector.items() <= pod["metadata"]["labels"].items()
 
 
 def test_pods_name_only_nads_of_their_pinned_az() -> None:
     config = parse_config(OTHER)
     pods = {p["metadata"]["name"]: p for p in sample_pod_manifests(config)}
-    assert list(pods) == ["sample-single", "sample-dual"]
+    assert list(pods) == ["sample-single", "sample-dual", "sample-cross-a", "sample-cross-b"]
     nads = {
         (n["metadata"]["namespace"], n["metadata"]["name"]): n["metadata"]["labels"]["topology.kubernetes.io/zone"]
         for n in network_attachment_definitions(config)
@@ -52,6 +66,8 @@ def test_pods_name_only_nads_of_their_pinned_az() -> None:
     expected = {
         "sample-single": ["signal-eu-central-1b"],
         "sample-dual": ["signal-eu-central-1b", "media-eu-central-1b"],
+        "sample-cross-a": ["signal-eu-central-1b"],
+        "sample-cross-b": ["signal-eu-central-1b"],
     }
     for name, pod in pods.items():
         zone = pod["spec"]["nodeSelector"]["topology.kubernetes.io/zone"]

@@ -25,7 +25,8 @@ def test_expectations_come_from_the_renderers(config):
     ]
     assert [n.config for n in exp.nads] == [json.loads(n["spec"]["config"]) for n in rendered]
     manifests = sample_pods.sample_pod_manifests(config)
-    assert [p.name for p in exp.sample_pods] == [m["metadata"]["name"] for m in manifests]
+    rendered_names = [m["metadata"]["name"] for m in manifests]
+    assert [p.name for p in exp.sample_pods + exp.cross_node_pods] == rendered_names
     dual = next(p for p in exp.sample_pods if p.name == "sample-dual")
     az1 = config.availability_zones[0]
     assert [(a.interface, a.nad.name, str(a.nad.pod_range)) for a in dual.attachments] == [

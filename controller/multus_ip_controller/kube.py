@@ -1,0 +1,280 @@
+"""The Kubernetes side: read pods' Multus network-status, the Node's instance id, NAD masters; watch pods.
+
+Objects are handled as plain dicts in the API's JSON shape (camelCase keys), so tests can feed recorded objects.
+Only `KubeClient` talks to the API server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from multus_ip_controller.planning import IPv4Network, PodAddress, in_ranges, normalize_ip, normalize_mac
+
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+LEGACY_NETWORK_STATUS = "k8s.v1.cni.cncf.io/networks-status"  # Multus 3.x wrote this name as well
+
+_PROVIDER_ID = re.compile(r"^aws:///(?P<az>[a-z0-9-]+)/(?P<instance>i-[0-9a-f]+)$")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One entry of the network-status annotation."""
+
+    name: str  # "namespace/nad-name" (or the default network's name)
+    interface: str
+    ips: tuple[str, ...]
+    mac: str | None
+    default: bool
+
+
+def _entry_ips(raw: Any) -> tuple[str, ...]:
+    """IPs of one entry. Multus writes plain strings; accept CNI-result-shaped objects too.
+
+    0.3.1/0.4.0 results carry `{"version": "4", "address": "10.0.4.70/24", "interface": 0}`; 1.0.0 results drop
+    `version`. Either way `address` (or `ip`) holds the address, with or without a prefix length.
+    """
+    if isinstance(raw, (str, dict)):
+        raw = [raw]
+    if not isinstance(raw, list):
+        return ()
+    ips: list[str] = []
+    for item in raw:
+        value = (item.get("address") or item.get("ip")) if isinstance(item, dict) else item
+        ip = normalize_ip(value) if isinstance(value, str) else None
+        if ip and ip not in ips:
+            ips.append(ip)
+    return tuple(ips)
+
+
+def parse_network_status(raw: str | None) -> tuple[list[Attachment], str | None]:
+    """Parse the annotation; returns the attachments and a problem description (None when it parsed cleanly)."""
+    if raw is None or not raw.strip():
+        return [], None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as err:
+        return [], f"network-status is not JSON ({err.msg})"
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        return [], "network-status is not a list"
+    attachments = []
+    problem = None
+    for entry in data:
+        if not isinstance(entry, dict):
+            problem = "network-status has an entry that is not an object"
+            continue
+        ips = _entry_ips(entry.get("ips", entry.get("ip")))
+        attachments.append(
+            Attachment(
+                name=str(entry.get("name") or ""),
+                interface=str(entry.get("interface") or ""),
+                ips=ips,
+                mac=normalize_mac(entry.get("mac")),
+                default=entry.get("default") is True,
+            )
+        )
+    return attachments, problem
+
+
+def _annotation(pod: dict[str, Any]) -> str | None:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(NETWORK_STATUS) or annotations.get(LEGACY_NETWORK_STATUS)
+
+
+def pod_key(pod: dict[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def pod_addresses(
+    pod: dict[str, Any],
+    ranges: Sequence[IPv4Network],
+    master_device_index: Callable[[str], int | None] | None = None,
+) -> tuple[list[PodAddress], list[str]]:
+    """The pod-range addresses of one pod's Multus interfaces, and any problems worth logging.
+
+    Skips host-network pods and pods whose sandbox is gone (phase Succeeded or Failed). `master_device_index`
+    maps a network-status name (`namespace/nad`) to the device index of the NAD's master; it is called only
+    for an interface without a MAC.
+    """
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    if spec.get("hostNetwork") or status.get("phase") in ("Succeeded", "Failed"):
+        return [], []
+    attachments, problem = parse_network_status(_annotation(pod))
+    key = pod_key(pod)
+    problems = [f"{key}: {problem}"] if problem else []
+    terminating = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+    result: list[PodAddress] = []
+    for att in attachments:
+        if att.default:
+            continue
+        ips = [ip for ip in att.ips if in_ranges(ip, ranges)]
+        if not ips:
+            continue
+        device_index = None
+        if att.mac is None:
+            device_index = master_device_index(att.name) if master_device_index else None
+            fallback = f"using the NAD master's device index {device_index}" if device_index is not None else None
+            problems.append(f"{key}: {att.interface or '?'} ({att.name}) has no MAC; {fallback or 'and no NAD master'}")
+        for ip in ips:
+            result.append(PodAddress(key, att.interface, ip, att.mac, device_index, terminating))
+    return result, problems
+
+
+def desired_addresses(
+    pods: Iterable[dict[str, Any]],
+    ranges: Sequence[IPv4Network],
+    master_device_index: Callable[[str], int | None] | None = None,
+) -> tuple[list[PodAddress], list[str]]:
+    desired: list[PodAddress] = []
+    problems: list[str] = []
+    for pod in pods:
+        addresses, pod_problems = pod_addresses(pod, ranges, master_device_index)
+        desired.extend(addresses)
+        problems.extend(pod_problems)
+    return desired, problems
+
+
+def node_instance(node: dict[str, Any]) -> tuple[str, str]:
+    """(instance id, availability zone) from the Node's spec.providerID `aws:///us-west-2a/i-0123...`."""
+    provider_id = (node.get("spec") or {}).get("providerID") or ""
+    match = _PROVIDER_ID.match(provider_id)
+    if not match:
+        name = (node.get("metadata") or {}).get("name")
+        raise ValueError(f"node {name}: spec.providerID {provider_id!r} is not aws:///<az>/<instance id>")
+    return match["instance"], match["az"]
+
+
+def nad_master_device_index(nad: dict[str, Any], ifname_prefix: str) -> int | None:
+    """Device index of the host interface a NAD's config names (`master` for ipvlan, `device` for host-device).
+
+    The node renames the ENI at device index N to `<ifname_prefix>N`, so the index is read from the name.
+    """
+    raw = (nad.get("spec") or {}).get("config")
+    try:
+        config = json.loads(raw) if isinstance(raw, str) else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(config, dict):
+        return None
+    candidates = [config, *[p for p in config.get("plugins") or [] if isinstance(p, dict)]]
+    pattern = re.compile(rf"^{re.escape(ifname_prefix)}(\d+)$")
+    for plugin in candidates:
+        for key in ("master", "device"):
+            match = pattern.match(str(plugin.get(key) or ""))
+            if match:
+                return int(match.group(1))
+    return None
+
+
+def pod_signature(pod: dict[str, Any]) -> tuple[Any, ...]:
+    """What about a pod matters to the controller; a watch event that does not change it triggers nothing."""
+    meta = pod.get("metadata") or {}
+    return (
+        _annotation(pod),
+        bool(meta.get("deletionTimestamp")),
+        (pod.get("status") or {}).get("phase"),
+    )
+
+
+class KubeClient:
+    """Thin wrapper over the kubernetes client; everything it returns is a plain dict."""
+
+    def __init__(self, api_client: Any = None) -> None:
+        from kubernetes import client, config
+
+        if api_client is None:
+            config.load_incluster_config()
+            api_client = client.ApiClient()
+        self._api = api_client
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    def _to_dict(self, obj: Any) -> dict[str, Any]:
+        return self._api.sanitize_for_serialization(obj)
+
+    def get_node(self, name: str) -> dict[str, Any]:
+        return self._to_dict(self._core.read_node(name))
+
+    def list_pods(self, node_name: str) -> list[dict[str, Any]]:
+        response = self._core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={node_name}", _preload_content=False
+        )
+        return json.loads(response.data).get("items", [])
+
+    def get_nad(self, namespace: str, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self._custom.get_namespaced_custom_object(
+                "k8s.cni.cncf.io", "v1", namespace, "network-attachment-definitions", name
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def watch_pods(self, node_name: str, on_change: Callable[[], None], stop: threading.Event) -> None:
+        """Call `on_change` when a pod on the node changes in a way that matters; reconnects until `stop`."""
+        from kubernetes import watch
+
+        seen: dict[str, tuple[Any, ...]] = {}
+        backoff = 1.0
+        while not stop.is_set():
+            w = watch.Watch()
+            try:
+                for event in w.stream(
+                    self._core.list_pod_for_all_namespaces,
+                    field_selector=f"spec.nodeName={node_name}",
+                    timeout_seconds=300,
+                ):
+                    if stop.is_set():
+                        w.stop()
+                        break
+                    pod = self._to_dict(event["object"])
+                    uid = (pod.get("metadata") or {}).get("uid") or pod_key(pod)
+                    if event["type"] == "DELETED":
+                        seen.pop(uid, None)
+                        on_change()
+                    elif seen.get(uid) != (sig := pod_signature(pod)):
+                        seen[uid] = sig
+                        on_change()
+                    backoff = 1.0
+            except Exception as err:  # noqa: BLE001 - any watch failure: reconnect, and resync to cover the gap
+                log.warning(json.dumps({"msg": "pod watch failed; reconnecting", "error": str(err)[:300]}))
+                on_change()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
+
+
+class NadMasterCache:
+    """Resolves `namespace/nad` to the master's device index, caching answers (NAD masters do not change)."""
+
+    def __init__(self, get_nad: Callable[[str, str], dict[str, Any] | None], ifname_prefix: str) -> None:
+        self._get_nad = get_nad
+        self._prefix = ifname_prefix
+        self._cache: dict[str, int | None] = {}
+
+    def __call__(self, name: str) -> int | None:
+        if name in self._cache:
+            return self._cache[name]
+        namespace, _, nad_name = name.rpartition("/")
+        try:
+            nad = self._get_nad(namespace or "default", nad_name)
+        except Exception as err:  # noqa: BLE001 - a failed lookup is retried on the next reconcile
+            log.warning(json.dumps({"msg": "NAD lookup failed", "nad": name, "error": str(err)[:300]}))
+            return None
+        index = nad_master_device_index(nad, self._prefix) if nad else None
+        if nad is not None:
+            self._cache[name] = index
+        return index
