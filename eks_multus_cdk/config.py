@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eks_multus_cdk.instance_types import eni_limits
+from eks_multus_cdk.multus_manifests import REGISTRY_ACCOUNTS
 
 CONTEXT_KEY = "eksMultus"
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-_AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_AZ = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d[a-z]$")
+_REGION = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -258,6 +259,8 @@ def validate(c: AppConfig) -> None:
         _fail(f"{p}.stackPrefix", c.stack_prefix, "use lowercase letters, digits and '-', at most 40 characters")
     if not _REGION.match(c.region):
         _fail(f"{p}.region", c.region, "not an AWS region name such as us-west-2")
+    if c.region not in REGISTRY_ACCOUNTS:
+        _fail(f"{p}.region", c.region, "no EKS image registry is known for this region (see multus_manifests.py)")
     n_az = len(c.availability_zones)
     if n_az < 2:
         _fail(f"{p}.availabilityZones", list(c.availability_zones), "EKS needs subnets in at least 2 AZs")

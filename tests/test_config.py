@@ -50,6 +50,11 @@ def test_every_key_is_documented_in_the_readme_config_table():
     assert not missing, f"README config table lacks {sorted(missing)}"
 
 
+def test_sovereign_and_china_regions_are_accepted():
+    for region in ("eusc-de-east-1", "cn-north-1"):
+        assert parse_config({"region": region, "availabilityZones": [f"{region}a", f"{region}b"]}).region == region
+
+
 def test_dotted_overrides_reach_into_lists_and_parse_json_values():
     c = parse_config({}, {"nodeGroups.0.instanceType": "c5.xlarge", "natGateways": "1", "samplePods": "false"})
     assert c.node_groups[0].instance_type == "c5.xlarge"
@@ -80,6 +85,8 @@ BAD = [
     ({"nodeGroups": [{"instanceType": "c5.large"}]}, {},
      "eksMultus.nodeGroups[0].name = null: required key is missing"),
     ({}, {"samplePodImage": "busybox"}, "pin the image"),
+    ({"region": "xx-west-9", "availabilityZones": ["xx-west-9a", "xx-west-9b"]}, {},
+     'eksMultus.region = "xx-west-9": no EKS image registry'),
 ]
 
 
