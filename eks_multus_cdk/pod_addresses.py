@@ -21,7 +21,6 @@ import json
 import re
 from typing import Any
 
-import yaml
 from aws_cdk import Stack, Token
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
@@ -32,6 +31,7 @@ from eks_multus_cdk import naming
 from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.compliance import acknowledge
 from eks_multus_cdk.config import AppConfig
+from eks_multus_cdk.multus_manifests import load_manifest_file
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "multus-pod-address-sync"
@@ -53,11 +53,7 @@ _ARM_FAMILY = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
 
 def load_manifests(folder: str, files: tuple[str, ...]) -> list[dict[str, Any]]:
     """The objects of manifests/<folder>/<file>... in file order; empty YAML documents are dropped."""
-    objects: list[dict[str, Any]] = []
-    for name in files:
-        with asset_path("manifests", folder, name).open(encoding="utf-8") as stream:
-            objects += [doc for doc in yaml.safe_load_all(stream) if doc is not None]
-    return objects
+    return [obj for name in files for obj in load_manifest_file(asset_path("manifests", folder, name))]
 
 
 def pod_ranges(config: AppConfig) -> list[str]:
