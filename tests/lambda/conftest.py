@@ -1,0 +1,116 @@
+"""Fixtures for the ENI lifecycle Lambda: `lambda/` on sys.path, fake credentials, a moto world, a handler runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
+if str(LAMBDA_DIR) not in sys.path:
+    sys.path.insert(0, str(LAMBDA_DIR))
+
+from eni_moto_world import REGION, Patches, build_world  # noqa: E402
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch):
+    """Fake credentials and region, so nothing can reach a real account."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
+                        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+                        # moto loads ~1300 AMIs per region otherwise (0.1 s a test); the world needs none
+                        "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    """botocore's retry backoff and adaptive rate limiter sleep (up to seconds after a throttle): not in tests.
+
+    The retry decisions themselves (which errors, how many attempts) stay botocore's own.
+    """
+    from botocore.retries import bucket, standard
+
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
+    monkeypatch.setattr(bucket.TokenBucket, "acquire", lambda self, amount=1, block=True: True)
+
+
+@pytest.fixture(scope="session")
+def boto_session():
+    """One boto3 session for the whole run: clients made from it skip reloading the service models (~0.1 s)."""
+    import boto3
+
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+
+
+@pytest.fixture(scope="module")
+def moto_module():
+    """mock_aws started once per test module: starting it registers ~1300 URL patterns (~0.2 s).
+
+    Module scope (not session) so it never outlives this folder's tests; each test resets the data (`clients`).
+    """
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def clients(moto_module, aws_credentials, fast_retries, boto_session, monkeypatch):
+    """EC2 and Auto Scaling clients built by the Lambda's own factory (adaptive retries), inside mock_aws."""
+    from eni_attacher.adapter import Settings, make_clients
+    from moto import mock_aws
+    from moto.core.base_backend import BackendDict
+
+    # Waiters poll at most 3 times, 10 ms apart (production: 1 s, 25 polls).
+    monkeypatch.setenv("ENI_ATTACHER_WAITER_DELAY", "0.01")
+    monkeypatch.setenv("ENI_ATTACHER_WAITER_MAX_ATTEMPTS", "3")
+    with mock_aws():  # nested inside the module's mock: it does not reset, so start from empty backends here
+        BackendDict.reset()
+        yield make_clients(Settings.from_env(os.environ), region=REGION, session=boto_session)
+        BackendDict.reset()
+
+
+@pytest.fixture
+def world(clients, monkeypatch):
+    """The moto world (VPC, subnets, ASG with hooks, lifecycle recorder, fault injector) and the Lambda's env."""
+    patches = Patches()
+    try:
+        w = build_world(clients.ec2, clients.autoscaling, patches)
+        for key, value in w.env().items():
+            monkeypatch.setenv(key, value)
+        yield w
+    finally:
+        patches.undo()
+
+
+class Runner:
+    """Calls the real handler with the world's clients and returns the one JSON line it logged."""
+
+    def __init__(self, clients, caplog) -> None:
+        self.clients = clients
+        self.caplog = caplog
+
+    def __call__(self, event) -> dict:
+        from eni_attacher.handler import handler
+
+        self.caplog.clear()
+        returned = handler(event, None, clients=self.clients)
+        lines = [r.getMessage() for r in self.caplog.records if r.name == "eni_attacher"]
+        assert len(lines) == 1, f"expected exactly one log line, got {lines}"
+        logged = json.loads(lines[0])
+        assert logged == json.loads(json.dumps(returned, default=str))
+        return logged
+
+
+@pytest.fixture
+def run(clients, caplog):
+    caplog.set_level(logging.INFO, logger="eni_attacher")
+    return Runner(clients, caplog)
