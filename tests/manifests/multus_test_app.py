@@ -68,8 +68,9 @@ def manifest_objects(resource: dict[str, Any]) -> list[dict[str, Any]]:
 def template_objects(template: dict[str, Any]) -> list[dict[str, Any]]:
     """Every Kubernetes object of the template's token-free manifests (NADs, Multus, samples are all token-free;
     the pod-address controller's manifest carries its image URI as a token and is checked by tests/controller)."""
-    return [obj for r in kubernetes_manifest_resources(template).values() if isinstance(r["Properties"]["Manifest"], str)
-            for obj in manifest_objects(r)]
+    plain = [r for r in kubernetes_manifest_resources(template).values()
+             if isinstance(r["Properties"]["Manifest"], str)]
+    return [obj for r in plain for obj in manifest_objects(r)]
 
 
 def objects_of_kind(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
