@@ -68,6 +68,8 @@ class NodeGroupConfig:
     max_size: int = _key("maxSize", default=1)
     labels: dict[str, str] = _key("labels", default_factory=dict)
     taints: tuple[Taint, ...] = _key("taints", default=())
+    # Empty: every configured AZ. Multus ENIs always come from the subnets of each instance's own AZ.
+    availability_zones: tuple[str, ...] = _key("availabilityZones", default=())
     max_network_interfaces: int | None = _key("maxNetworkInterfaces", default=None)
     ipv4_per_interface: int | None = _key("ipv4PerInterface", default=None)
 
@@ -343,6 +345,12 @@ def validate(c: AppConfig) -> None:
     group_names: set[str] = set()
     for i, ng in enumerate(c.node_groups):
         _validate_node_group(ng, f"{p}.nodeGroups[{i}]", len(c.multus_networks), group_names)
+        for j, az in enumerate(ng.availability_zones):
+            if az not in c.availability_zones:
+                _fail(f"{p}.nodeGroups[{i}].availabilityZones[{j}]", az,
+                      f"not one of availabilityZones ({', '.join(c.availability_zones)})")
+        if len(set(ng.availability_zones)) != len(ng.availability_zones):
+            _fail(f"{p}.nodeGroups[{i}].availabilityZones", list(ng.availability_zones), "lists an AZ twice")
 
 
 # CloudWatch Logs retention periods, as the names of aws_cdk.aws_logs.RetentionDays members.

@@ -160,7 +160,9 @@ class MultusNodeGroup(Construct):
             self, "Group",
             auto_scaling_group_name=self.asg_name,
             vpc=vpc,
-            vpc_subnets=ec2.SubnetSelection(subnets=node_subnets),
+            vpc_subnets=ec2.SubnetSelection(subnets=[
+                s for s in node_subnets if not group.availability_zones or s.availability_zone in
+                group.availability_zones]),
             launch_template=self.launch_template,
             min_capacity=group.min_size,
             desired_capacity=group.desired_capacity,

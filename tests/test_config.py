@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -30,8 +31,12 @@ def test_defaults_reproduce_the_walkthrough():
     assert c.kubernetes_version == "1.35"
 
 
-def test_cdk_json_carries_the_defaults():
-    assert parse_config(cdk_json_context()["eksMultus"]) == AppConfig()
+def test_cdk_json_carries_the_defaults_with_the_demo_node_in_the_first_az():
+    # The walkthrough's single node goes where the sample pods run (AZ 1); everything else is the default.
+    shipped = parse_config(cdk_json_context()["eksMultus"])
+    (group,) = shipped.node_groups
+    assert group.availability_zones == (shipped.availability_zones[0],)
+    assert dataclasses.replace(shipped, node_groups=(dataclasses.replace(group, availability_zones=()),)) == AppConfig()
 
 
 def test_every_key_is_documented_in_the_readme_config_table():
@@ -85,6 +90,8 @@ BAD = [
     ({"nodeGroups": [{"instanceType": "c5.large"}]}, {},
      "eksMultus.nodeGroups[0].name = null: required key is missing"),
     ({}, {"samplePodImage": "busybox"}, "pin the image"),
+    ({}, {"nodeGroups.0.availabilityZones": '["us-west-2c"]'},
+     'eksMultus.nodeGroups[0].availabilityZones[0] = "us-west-2c"'),
     ({"region": "xx-west-9", "availabilityZones": ["xx-west-9a", "xx-west-9b"]}, {},
      'eksMultus.region = "xx-west-9": no EKS image registry'),
 ]

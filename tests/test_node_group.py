@@ -71,6 +71,15 @@ def test_asg_uses_the_launch_template_with_a_fixed_name_and_its_own_hooks(worker
     assert not resources(workers, "AWS::AutoScaling::LaunchConfiguration")
 
 
+def test_asg_uses_only_the_private_subnets_of_its_configured_azs(workers, synthesized):
+    _, asg = _one(workers, "AWS::AutoScaling::AutoScalingGroup")
+    zones = json.dumps(asg["Properties"]["VPCZoneIdentifier"])
+    cluster = synthesized.templates["eks-multus-cluster"]
+    assert "PrivateSubnet1" in zones and "PrivateSubnet2" not in zones  # cdk.json puts ng1 in us-west-2a
+    assert cluster["Resources"]["NetworkVpcPrivateSubnet1Subnet6DD86AE6"]["Properties"]["AvailabilityZone"] == \
+        "us-west-2a"
+
+
 def test_function_permission_rule_and_access_entry_exist_before_the_asg(workers):
     _, asg = _one(workers, "AWS::AutoScaling::AutoScalingGroup")
     depends = set(asg["DependsOn"])
