@@ -10,6 +10,11 @@ IFNAME_PREFIX = "multus"
 NAD_NAMESPACE = "default"
 SAMPLE_NAMESPACE = "default"
 
+# Readiness-gate condition the pod-address controller sets on pods that list it in spec.readinessGates: True once
+# every pod-range address of the pod is on its interface's ENI. Equal to the controller's
+# multus_ip_controller.readiness.ADDRESSES_READY_CONDITION (a test checks).
+ADDRESSES_READY_CONDITION = "eks-multus.io/addresses-assigned"
+
 
 def asg_name(stack_prefix: str, node_group: str) -> str:
     """Fixed name of a node group's Auto Scaling group; also the `eks-multus/owner` tag value of its ENIs."""

@@ -9,6 +9,11 @@ The AZ rule: a pod may only name NetworkAttachmentDefinitions of its own node's 
 `master` is the node's ENI of that network, and that ENI lives in the network's subnet *of the node's AZ*; a NAD
 of another AZ would give the pod an address of a subnet the ENI is not in, and the VPC drops such traffic. So
 both samples are pinned with `nodeSelector: topology.kubernetes.io/zone: <AZ 1>` and name the AZ-1 NADs.
+
+With `crossNodeTraffic` every sample also carries the pod-address controller's readiness gate
+(`naming.ADDRESSES_READY_CONDITION`): it is Ready only once its Multus addresses are on its ENIs. The YAML files
+do not carry it: without cross-node traffic there is no controller to set the condition, and the pod would
+never become Ready.
 """
 
 from __future__ import annotations
@@ -72,5 +77,7 @@ def sample_pod_manifests(config: AppConfig) -> list[dict[str, Any]]:
         pod["spec"]["nodeSelector"] = {ZONE_LABEL: config.availability_zones[SAMPLE_AZ_INDEX]}
         for container in pod["spec"]["containers"]:
             container["image"] = config.sample_pod_image
+        if config.cross_node_traffic:
+            pod["spec"]["readinessGates"] = [{"conditionType": naming.ADDRESSES_READY_CONDITION}]
         pods.append(pod)
     return pods

@@ -85,7 +85,8 @@ def parse_network_status(raw: str | None) -> tuple[list[Attachment], str | None]
     return attachments, problem
 
 
-def _annotation(pod: dict[str, Any]) -> str | None:
+def network_status_annotation(pod: dict[str, Any]) -> str | None:
+    """The raw network-status annotation Multus writes, or None before it has run for the pod."""
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     return annotations.get(NETWORK_STATUS) or annotations.get(LEGACY_NETWORK_STATUS)
 
@@ -110,7 +111,7 @@ def pod_addresses(
     status = pod.get("status") or {}
     if spec.get("hostNetwork") or status.get("phase") in ("Succeeded", "Failed"):
         return [], []
-    attachments, problem = parse_network_status(_annotation(pod))
+    attachments, problem = parse_network_status(network_status_annotation(pod))
     key = pod_key(pod)
     problems = [f"{key}: {problem}"] if problem else []
     terminating = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
@@ -143,6 +144,15 @@ def desired_addresses(
         desired.extend(addresses)
         problems.extend(pod_problems)
     return desired, problems
+
+
+def api_error_code(err: BaseException) -> str:
+    """`HTTP 403 Forbidden` for a Kubernetes ApiException, else the exception's class name."""
+    status = getattr(err, "status", None)
+    if isinstance(status, int):
+        reason = getattr(err, "reason", None)
+        return f"HTTP {status} {reason}" if reason else f"HTTP {status}"
+    return type(err).__name__
 
 
 def node_instance(node: dict[str, Any]) -> tuple[str, str]:
@@ -181,7 +191,7 @@ def pod_signature(pod: dict[str, Any]) -> tuple[Any, ...]:
     """What about a pod matters to the controller; a watch event that does not change it triggers nothing."""
     meta = pod.get("metadata") or {}
     return (
-        _annotation(pod),
+        network_status_annotation(pod),
         bool(meta.get("deletionTimestamp")),
         (pod.get("status") or {}).get("phase"),
     )
@@ -211,6 +221,19 @@ class KubeClient:
             field_selector=f"spec.nodeName={node_name}", _preload_content=False
         )
         return json.loads(response.data).get("items", [])
+
+    def patch_pod_condition(self, namespace: str, name: str, condition: dict[str, Any]) -> None:
+        """Set one entry of the pod's status.conditions through the pods/status subresource.
+
+        A strategic merge patch: status.conditions merges by `type`, so the kubelet's conditions stay (a JSON
+        merge patch would replace the whole list). Said explicitly: for a dict body the generated API picks
+        `application/json-patch+json` (the first type it lists) and only its REST layer (kubernetes 36) turns
+        that into a strategic merge patch; the tests check the header that leaves the client.
+        """
+        self._core.patch_namespaced_pod_status(
+            name, namespace, {"status": {"conditions": [condition]}},
+            _content_type="application/strategic-merge-patch+json",
+        )
 
     def get_nad(self, namespace: str, name: str) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException

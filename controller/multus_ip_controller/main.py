@@ -2,7 +2,8 @@
 
 Each reconcile reads the complete current state (the node's pods, the instance's Multus ENIs), plans with the
 pure `planning.plan`, applies the plan ENI by ENI and logs one JSON line saying what it did. It runs on start,
-every RESYNC_SECONDS, and shortly (debounced) after each pod watch event that changes a pod's addresses.
+every RESYNC_SECONDS, and shortly (debounced) after each pod watch event that changes a pod's addresses. After
+each pass it sets the readiness-gate condition (`readiness.ADDRESSES_READY_CONDITION`) of the pods that opt in.
 
 Environment: NODE_NAME (downward API), POD_RANGES (JSON list of CIDRs), AWS_REGION, RESYNC_SECONDS (default 60),
 DEBOUNCE_SECONDS (default 2), ENI_OWNER_PREFIX (the stack prefix; only ENIs tagged eks-multus/owner=<prefix>-*
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from multus_ip_controller import ec2 as ec2_mod
-from multus_ip_controller import kube, planning
+from multus_ip_controller import kube, planning, readiness
 
 log = logging.getLogger("multus_ip_controller")
 
@@ -92,6 +93,8 @@ class Controller:
         list_pods: Callable[[], list[dict[str, Any]]],
         master_device_index: Callable[[str], int | None] | None = None,
         emit: Callable[[dict[str, Any]], None] | None = None,
+        patch_pod_condition: Callable[[str, str, dict[str, Any]], None] | None = None,
+        clock: Callable[[], str] | None = None,
     ) -> None:
         self.ec2 = ec2
         self.instance_id = instance_id
@@ -100,6 +103,9 @@ class Controller:
         self.list_pods = list_pods
         self.master_device_index = master_device_index
         self.emit = emit or (lambda report: log.info(json.dumps(report, sort_keys=True)))
+        # None: readiness gates are not served (the tests of the EC2 side alone).
+        self.patch_pod_condition = patch_pod_condition
+        self.clock = clock or (lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def reconcile(self, trigger: str = "resync") -> dict[str, Any]:
         """One full pass. Never raises for API errors: they are reported and the next pass retries."""
@@ -134,7 +140,37 @@ class Controller:
         # Unassign first: it frees room on ENIs near their per-interface address limit.
         self._apply("unassign", self.ec2.unassign, result.unassign, report)
         self._apply("assign", self.ec2.assign, result.assign, report)
+        self._gate_readiness(pods, desired, enis, report)
         return self._finish(report, started)
+
+    def _gate_readiness(
+        self,
+        pods: list[dict[str, Any]],
+        desired: list[planning.PodAddress],
+        enis: list[planning.Eni],
+        report: dict[str, Any],
+    ) -> None:
+        """Set the readiness-gate condition of every gated pod whose condition changed; one failure stops nothing."""
+        if self.patch_pod_condition is None:
+            return
+        after = readiness.enis_after(enis, report["assigned"], report["unassigned"])
+        decided = readiness.decide(pods, desired, after, self.pod_ranges)
+        patched: dict[str, str] = {}
+        for namespace, name, condition in readiness.changes(pods, decided, self.clock()):
+            key = f"{namespace}/{name}"
+            try:
+                self.patch_pod_condition(namespace, name, condition)
+                patched[key] = f"{condition['status']}/{condition['reason']}"
+            except Exception as err:  # noqa: BLE001 - one pod's failure must not stop the others
+                if getattr(err, "status", None) == 404:
+                    continue  # deleted since the list: nothing to gate
+                report["errors"].append({"op": "readiness", "pod": key, "code": kube.api_error_code(err),
+                                         "message": str(err)[:300]})
+        report["readiness"] = {
+            "gated": len(decided),
+            "notReady": sorted(k for k, c in decided.items() if not c.ready),
+            "patched": patched,
+        }
 
     def _apply(
         self,
@@ -229,6 +265,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         pod_ranges=settings.pod_ranges,
         list_pods=lambda: kube_client.list_pods(settings.node_name),
         master_device_index=kube.NadMasterCache(kube_client.get_nad, settings.ifname_prefix),
+        patch_pod_condition=kube_client.patch_pod_condition,
     )
     loop = Loop(controller.reconcile, settings.resync_seconds, settings.debounce_seconds)
 

@@ -180,10 +180,14 @@ def test_controller_daemonset_runs_on_every_node_on_the_host_network_as_non_root
     assert c["securityContext"]["readOnlyRootFilesystem"] and c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
-def test_controller_rbac_is_read_only():
+def test_controller_rbac_reads_and_patches_only_pod_status():
     objects = controller_objects()
     (role,) = by_kind(objects, "ClusterRole")
-    assert {v for r in role["rules"] for v in r["verbs"]} <= {"get", "list", "watch"}
+    assert kubernetes_validate.validate(role, KUBERNETES_VERSION, strict=True) == KUBERNETES_VERSION
+    writes = [r for r in role["rules"] if set(r["verbs"]) - {"get", "list", "watch"}]
+    # The one write: the readiness-gate condition, through the status subresource only (never pods themselves).
+    assert writes == [{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]}]
+    assert all("*" not in r["verbs"] + r["resources"] + r["apiGroups"] for r in role["rules"])
     (binding,) = by_kind(objects, "ClusterRoleBinding")
     (account,) = by_kind(objects, "ServiceAccount")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],

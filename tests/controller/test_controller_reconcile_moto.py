@@ -31,6 +31,7 @@ from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfac
 from multus_ip_controller import ec2 as ec2_mod
 from multus_ip_controller.main import Controller
 from multus_ip_controller.planning import parse_ranges
+from multus_ip_controller.readiness import ADDRESSES_READY_CONDITION as CONDITION
 
 REGION = "us-west-2"
 PREFIX = "eks-multus"
@@ -119,6 +120,8 @@ class World:
         }
         self.nodes: dict[str, Node] = {}
         self.pods: dict[str, tuple[str, dict]] = {}  # "ns/name" -> (node name, pod object)
+        self.patches: list[tuple[str, dict]] = []  # (pod, condition) of every pods/status PATCH
+        self.patch_failures: dict[str, Exception] = {}  # pod -> what its PATCH raises
         for n, name in enumerate(("node-a", "node-b")):
             self._add_node(name, n)
 
@@ -167,8 +170,10 @@ class World:
 
     # ---- pods
 
-    def add_pod(self, name: str, node: str, *interfaces: tuple[int, str], mac: bool = True, **meta) -> None:
-        """interfaces: (device index of the ENI the NAD's master names, address)."""
+    def add_pod(self, name: str, node: str, *interfaces: tuple[int, str], mac: bool = True, gate: bool = False,
+                **meta) -> None:
+        """interfaces: (device index of the ENI the NAD's master names, address); gate: opt in to the readiness
+        gate."""
         status = [{"name": "aws-cni", "interface": "eth0", "ips": ["10.0.2.77"], "mac": "0a:58:0a:00:02:4d",
                    "default": True, "dns": {}}]
         for i, (index, ip) in enumerate(interfaces, start=1):
@@ -179,10 +184,29 @@ class World:
         pod = {
             "metadata": {"namespace": "default", "name": name, "uid": f"uid-{name}-{node}",
                          "annotations": {"k8s.v1.cni.cncf.io/network-status": json.dumps(status)}, **meta},
-            "spec": {"nodeName": node},
-            "status": {"phase": "Running"},
+            "spec": {"nodeName": node, **({"readinessGates": [{"conditionType": CONDITION}]} if gate else {})},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]},
         }
         self.pods[f"default/{name}"] = (node, pod)
+
+    # ---- the pods/status subresource (a fake API server: strategic merge of status.conditions by type)
+
+    def patch_pod_condition(self, namespace: str, name: str, condition: dict) -> None:
+        self.patches.append((f"{namespace}/{name}", condition))
+        failure = self.patch_failures.get(f"{namespace}/{name}")
+        if failure is not None:
+            raise failure
+        _, pod = self.pods[f"{namespace}/{name}"]
+        conditions = pod["status"]["conditions"]
+        old = next((c for c in conditions if c["type"] == condition["type"]), None)
+        if old is None:
+            conditions.append(dict(condition))
+        else:
+            old.update(condition)
+
+    def condition(self, name: str) -> dict | None:
+        _, pod = self.pods[f"default/{name}"]
+        return next((c for c in pod["status"]["conditions"] if c["type"] == CONDITION), None)
 
     def delete_pod(self, name: str) -> None:
         del self.pods[f"default/{name}"]
@@ -213,6 +237,7 @@ class World:
             list_pods=lambda: self.pods_on(node),
             master_device_index=lambda name: int(name.split("-")[0].removeprefix("default/multus")),
             emit=emit or (lambda report: None),
+            patch_pod_condition=self.patch_pod_condition,
         )
 
     # ---- EC2 truth
@@ -495,3 +520,119 @@ def test_moto_gap_allow_reassignment_is_still_there(aws_credentials, monkeypatch
                    if any(a["PrivateIpAddress"] == "10.0.4.130" for a in e["PrivateIpAddresses"])]
         assert sorted(holders) == sorted([one, two])  # EC2 would have moved it: only `two` holds it
         client.unassign_private_ip_addresses(NetworkInterfaceId=one, PrivateIpAddresses=["10.0.4.99"])  # EC2 refuses
+
+
+# ------------------------------------------------------------------------------------------ readiness gate
+
+
+def test_gated_pod_becomes_ready_once_the_pass_assigned_its_addresses(world):
+    world.add_pod("gated", "node-a", (2, "10.0.4.130"), (3, "10.0.6.130"), gate=True)
+    world.add_pod("ungated", "node-a", (1, "10.0.4.131"))
+    world.add_pod("hostlocal", "node-a", (1, "10.0.4.70"), gate=True)  # no pod-range address
+    report = world.controller("node-a").reconcile()
+    assert report["ok"] and report["assigned"]
+    world.assert_converged()
+    assert world.condition("gated") == {
+        "type": CONDITION, "status": "True", "reason": "AddressesAssigned",
+        "message": "on the pod interface's ENI: 10.0.4.130, 10.0.6.130",
+        "lastTransitionTime": world.condition("gated")["lastTransitionTime"],
+    }
+    assert world.condition("hostlocal")["reason"] == "NoPodRangeAddresses"
+    assert world.condition("ungated") is None
+    assert sorted(p for p, _ in world.patches) == ["default/gated", "default/hostlocal"]
+    assert report["readiness"] == {"gated": 2, "notReady": [],
+                                   "patched": {"default/gated": "True/AddressesAssigned",
+                                               "default/hostlocal": "True/NoPodRangeAddresses"}}
+    # The kubelet's conditions are untouched.
+    assert world.pods["default/gated"][1]["status"]["conditions"][0] == {"type": "Ready", "status": "False"}
+
+
+def test_no_patch_when_the_condition_is_unchanged(world):
+    world.add_pod("gated", "node-a", (1, "10.0.4.132"), gate=True)
+    controller = world.controller("node-a")
+    controller.reconcile()
+    assert len(world.patches) == 1
+    for _ in range(3):
+        report = controller.reconcile()
+        assert report["ok"] and report["readiness"]["patched"] == {}
+    world.controller("node-a").reconcile()  # a restarted controller reads the condition from the pod
+    assert len(world.patches) == 1
+
+
+def test_gated_pod_stays_not_ready_naming_the_address_ec2_refused_then_becomes_ready(world):
+    a = world.nodes["node-a"]
+    world.add_pod("stuck", "node-a", (2, "10.0.4.133"), (1, "10.0.4.134"), gate=True)
+    world.add_pod("fine", "node-a", (3, "10.0.6.135"), gate=True)
+    broken = a.eni(2)["id"]
+
+    def fail_for_one_eni(params, **kwargs):
+        if params["body"]["NetworkInterfaceId"] == broken:
+            raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "no"}}, "AssignPrivateIpAddresses")
+
+    world.client.meta.events.register("before-call.ec2.AssignPrivateIpAddresses", fail_for_one_eni)
+    controller = world.controller("node-a")
+    report = controller.reconcile()
+    assert not report["ok"] and report["readiness"]["notReady"] == ["default/stuck"]
+    stuck = world.condition("stuck")
+    assert (stuck["status"], stuck["reason"]) == ("False", "AddressesPending")
+    assert stuck["message"] == f"not on the pod interface's ENI yet: 10.0.4.133 (not yet assigned to {broken})"
+    assert world.condition("fine")["status"] == "True"
+    patches = len(world.patches)
+    assert controller.reconcile()["readiness"]["patched"] == {}  # still failing, same message: no patch
+    assert len(world.patches) == patches
+
+    world.client.meta.events.unregister("before-call.ec2.AssignPrivateIpAddresses", fail_for_one_eni)
+    report = controller.reconcile(trigger="retry")
+    assert report["ok"] and report["readiness"]["patched"] == {"default/stuck": "True/AddressesAssigned"}
+    world.assert_converged()
+    assert world.condition("stuck")["status"] == "True"
+
+
+def test_gated_pod_whose_address_is_refused_by_ec2_names_it(world):
+    """10.0.6.210 is in a pod range but not in the ENI's subnet: EC2 refuses it, the pod stays not Ready."""
+    world.add_pod("p1", "node-a", (1, "10.0.4.210"), (1, "10.0.6.210"), gate=True)
+    report = world.controller("node-a").reconcile()
+    assert [(e["ips"], e["code"]) for e in report["errors"]] == [(["10.0.6.210"], "InvalidParameterValue")]
+    condition = world.condition("p1")
+    assert condition["status"] == "False" and "10.0.6.210" in condition["message"]
+    assert "10.0.4.210" not in condition["message"]
+
+
+def test_a_patch_error_on_one_pod_does_not_stop_the_others(world):
+    from kubernetes.client.exceptions import ApiException
+
+    world.add_pod("refused", "node-a", (1, "10.0.4.140"), gate=True)
+    world.add_pod("gone", "node-a", (1, "10.0.4.141"), gate=True)
+    world.add_pod("other", "node-a", (2, "10.0.4.142"), gate=True)
+    world.patch_failures["default/refused"] = ApiException(status=403, reason="Forbidden")
+    world.patch_failures["default/gone"] = ApiException(status=404, reason="Not Found")  # deleted since the list
+    report = world.controller("node-a").reconcile()
+    assert world.condition("other")["status"] == "True"
+    assert [(e["op"], e["pod"], e["code"]) for e in report["errors"]] == [
+        ("readiness", "default/refused", "HTTP 403 Forbidden")]
+    assert not report["ok"]  # the loop retries soon
+    assert report["readiness"]["patched"] == {"default/other": "True/AddressesAssigned"}
+    world.assert_converged()
+    del world.patch_failures["default/refused"]
+    assert world.controller("node-a").reconcile()["readiness"]["patched"] == {
+        "default/refused": "True/AddressesAssigned"}
+
+
+def test_gated_pod_before_multus_reported_it_and_a_moved_pod(world):
+    world.add_pod("mover", "node-a", (1, "10.0.4.150"), gate=True)
+    world.reconcile_all()
+    assert world.condition("mover")["status"] == "True"
+    # Rescheduled to node-b: a new Pod object, first without network-status (sandbox not set up yet)...
+    world.delete_pod("mover")
+    world.add_pod("mover", "node-b", (1, "10.0.4.150"), gate=True)
+    pod = world.pods["default/mover"][1]
+    annotation = pod["metadata"]["annotations"].pop("k8s.v1.cni.cncf.io/network-status")
+    world.controller("node-b").reconcile()
+    assert (world.condition("mover")["status"], world.condition("mover")["reason"]) == (
+        "False", "NetworkStatusPending")
+    # ...then Multus writes it; the pass moves the address from node-a's ENI and the pod becomes Ready.
+    pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"] = annotation
+    report = world.controller("node-b").reconcile()
+    assert report["assigned"] == {world.nodes["node-b"].eni(1)["id"]: ["10.0.4.150"]}
+    assert world.condition("mover")["status"] == "True"
+    world.assert_converged()

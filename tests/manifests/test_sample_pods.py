@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from eks_multus_cdk import naming
 from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.config import parse_config
 from eks_multus_cdk.multus_manifests import load_manifest_file
@@ -29,7 +30,23 @@ def test_default_render_equals_the_shipped_yaml() -> None:
         for name in ("sample-single.yaml", "sample-dual.yaml", "sample-cross-a.yaml", "sample-cross-b.yaml")
         for obj in load_manifest_file(asset_path("manifests", "samples", name))
     ]
-    assert sample_pod_manifests(parse_config(None)) == shipped
+    rendered = sample_pod_manifests(parse_config(None))
+    for pod in rendered:  # the renderer adds the readiness gate (crossNodeTraffic is on by default); files lack it
+        assert pod["spec"].pop("readinessGates") == [{"conditionType": naming.ADDRESSES_READY_CONDITION}]
+    assert rendered == shipped
+
+
+def test_readiness_gate_iff_cross_node_traffic() -> None:
+    """Only with the pod-address controller is there anyone to set the condition; without it the pod would never
+    be Ready."""
+    gate = [{"conditionType": "eks-multus.io/addresses-assigned"}]
+    with_controller = sample_pod_manifests(parse_config(OTHER))
+    assert len(with_controller) == 4 and all(p["spec"]["readinessGates"] == gate for p in with_controller)
+    without = sample_pod_manifests(parse_config({**OTHER, "crossNodeTraffic": False}))
+    assert len(without) == 2 and all("readinessGates" not in p["spec"] for p in without)
+    shipped = [load_manifest_file(asset_path("manifests", "samples", f))[0]
+               for f in ("sample-single.yaml", "sample-dual.yaml", "sample-cross-a.yaml", "sample-cross-b.yaml")]
+    assert all("readinessGates" not in p["spec"] for p in shipped)
 
 
 def test_disabled() -> None:
