@@ -7,41 +7,22 @@ network's device index and completes the action; on terminate it removes what it
 
 from __future__ import annotations
 
-from aws_cdk import (
-    ArnFormat,
-    Duration,
-    Stack,
-)
-from aws_cdk import (
-    aws_ec2 as ec2,
-)
-from aws_cdk import (
-    aws_events as events,
-)
-from aws_cdk import (
-    aws_events_targets as targets,
-)
-from aws_cdk import (
-    aws_iam as iam,
-)
-from aws_cdk import (
-    aws_lambda as lambda_,
-)
-from aws_cdk import (
-    aws_logs as logs,
-)
-from aws_cdk import (
-    aws_sqs as sqs,
-)
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_lambda_destinations import SqsDestination
 from constructs import Construct
 
 from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.compliance import acknowledge
 from eks_multus_cdk.config import MultusNetworkConfig
-from eks_multus_cdk.naming import device_index
+from eks_multus_cdk.naming import OWNER_TAG, device_index
 
-OWNER_TAG = "eks-multus/owner"
 LAUNCH_DETAIL_TYPE = "EC2 Instance-launch Lifecycle Action"
 TERMINATE_DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
 HANDLER = "eni_attacher.handler.handler"
@@ -50,7 +31,7 @@ HANDLER = "eni_attacher.handler.handler"
 class EniAttacher(Construct):
     """ENI lifecycle Lambda, its EventBridge rule and its dead-letter queue, for one Auto Scaling group.
 
-    Attributes: `function`, `rule`, `dead_letter_queue`, `log_group`.
+    Attributes: `function`, `role`, `rule`, `dead_letter_queue`, `log_group`.
     The Auto Scaling group must be named `asg_name` and must depend on this construct, so the rule and the
     function exist before its first instance launches.
     """

@@ -9,6 +9,9 @@ from __future__ import annotations
 IFNAME_PREFIX = "multus"
 NAD_NAMESPACE = "default"
 SAMPLE_NAMESPACE = "default"
+# Tag on every Multus ENI naming the Auto Scaling group it belongs to (value: `asg_name`). IAM gates every write
+# by the ENI Lambda and the pod-address controller on it; lambda/ and controller/ carry the same literal.
+OWNER_TAG = "eks-multus/owner"
 
 # Readiness-gate condition the pod-address controller sets on pods that list it in spec.readinessGates: True once
 # every pod-range address of the pod is on its interface's ENI. Equal to the controller's

@@ -134,6 +134,7 @@ class Network(Construct):
             for r in subnet_cidr_reservations(config)
         ]
 
+
 def log_retention(config: AppConfig) -> logs.RetentionDays:
     """The configured retention as the CDK enum (config validation guarantees the key exists)."""
     return getattr(logs.RetentionDays, LOG_RETENTION_DAYS[config.log_retention_days])

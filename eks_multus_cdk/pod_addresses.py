@@ -36,7 +36,6 @@ from eks_multus_cdk.multus_manifests import load_manifest_file
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "multus-pod-address-sync"
 CONTAINER = "controller"
-OWNER_TAG = "eks-multus/owner"
 POD_IDENTITY_AGENT = "eks-pod-identity-agent"
 WHEREABOUTS_IMAGE = "ghcr.io/k8snetworkplumbingwg/whereabouts:v0.9.4"
 
@@ -195,7 +194,7 @@ class PodAddressSync(Construct):
                 resources=[stack.format_arn(service="ec2", resource="network-interface", resource_name="*")],
                 # Exactly this app's node groups: a prefix wildcard would also match another deployment's
                 # groups whose stack prefix merely starts the same way.
-                conditions={"StringEquals": {f"ec2:ResourceTag/{OWNER_TAG}": [
+                conditions={"StringEquals": {f"ec2:ResourceTag/{naming.OWNER_TAG}": [
                     naming.asg_name(config.stack_prefix, group.name) for group in config.node_groups]}},
             )
         )

@@ -24,16 +24,18 @@ class WorkersStack(PinnedAzStack):
                          description="eks-multus-cdk: Multus node groups, ENI Lambda, Multus CNI and samples", **kwargs)
         network = cluster_stack.network
         cluster = cluster_stack.cluster.cluster
-        self.node_groups = [
-            MultusNodeGroup(
-                # The first group keeps the plain id; more groups are numbered, so adding one replaces nothing.
-                self, "NodeGroup" if i == 0 else f"NodeGroup{i + 1}",
-                config=config, group=group, cluster=cluster, vpc=network.vpc,
+        self.node_groups: list[MultusNodeGroup] = []
+        for i, group in enumerate(config.node_groups):
+            # The first group keeps the plain id; more groups are numbered, so adding one replaces nothing.
+            construct_id = "NodeGroup" if i == 0 else f"NodeGroup{i + 1}"
+            ng = MultusNodeGroup(
+                self, construct_id, config=config, group=group, cluster=cluster, vpc=network.vpc,
                 node_subnets=network.private_subnets, multus_subnets=network.multus_subnets,
                 multus_security_group=network.multus_security_group, log_retention=log_retention(config),
             )
-            for i, group in enumerate(config.node_groups)
-        ]
+            CfnOutput(self, f"{construct_id}AsgName", value=ng.asg_name)
+            CfnOutput(self, f"{construct_id}EniFunction", value=ng.eni_attacher.function.function_name)
+            self.node_groups.append(ng)
         # Multus, its NetworkAttachmentDefinitions and the sample pods, applied through the cluster's kubectl provider.
         self.multus = MultusCni(self, "Multus", cluster=cluster, config=config)
         # Cross-node traffic: whereabouts hands out cluster-unique pod addresses and a per-node controller assigns
@@ -42,7 +44,3 @@ class WorkersStack(PinnedAzStack):
         if config.cross_node_traffic:
             self.pod_addresses = PodAddressSync(self, "PodAddresses", cluster=cluster, config=config)
             self.multus.nad_manifest.node.add_dependency(self.pod_addresses.whereabouts_manifest)
-        for i, ng in enumerate(self.node_groups):
-            suffix = "" if i == 0 else str(i + 1)
-            CfnOutput(self, f"NodeGroup{suffix}AsgName", value=ng.asg_name)
-            CfnOutput(self, f"NodeGroup{suffix}EniFunction", value=ng.eni_attacher.function.function_name)
