@@ -81,8 +81,12 @@ class MultusNetworkConfig:
     name: str = _key("name")
     subnet_cidrs: tuple[str, ...] = _key("subnetCidrs")
     plugin: str = _key("plugin", default="ipvlan")
-    ipvlan_mode: str = _key("ipvlanMode", default="l3")
+    # l2: the pod's packets leave through the ENI with the pod's own routes and source (README "ipvlan modes").
+    ipvlan_mode: str = _key("ipvlanMode", default="l2")
     pod_range_prefix_length: int = _key("podRangePrefixLength", default=25)
+    # CIDRs the pods reach through this network's subnet router (telco peers behind a TGW/VPN...); the network's
+    # own subnets in the other AZs are routed that way without being listed.
+    routes: tuple[str, ...] = _key("routes", default=())
 
     def pod_range(self, az_index: int) -> ipaddress.IPv4Network:
         """The block reserved for pod addresses: the last `/podRangePrefixLength` of the AZ's subnet."""
@@ -321,6 +325,13 @@ def validate(c: AppConfig) -> None:
                 f"must be longer than the subnet prefix (/{smallest}) and at most 28",
             )
 
+    _validate_routes(c, subnets)
+    for i, net in enumerate(c.multus_networks):
+        if net.plugin == "host-device" and not c.cross_node_traffic:
+            _fail(f"{p}.multusNetworks[{i}].plugin", net.plugin,
+                  "host-device needs crossNodeTraffic: true (with host-local IPAM the pod's address is never "
+                  "assigned to the ENI in EC2, so the VPC delivers nothing to the pod)")
+
     if c.nat_gateways is not None and not 1 <= c.nat_gateways <= n_az:
         _fail(f"{p}.natGateways", c.nat_gateways, f"must be between 1 and the number of AZs ({n_az})")
     for i, cidr in enumerate(c.telco_peer_cidrs):
@@ -351,6 +362,38 @@ def validate(c: AppConfig) -> None:
                       f"not one of availabilityZones ({', '.join(c.availability_zones)})")
         if len(set(ng.availability_zones)) != len(ng.availability_zones):
             _fail(f"{p}.nodeGroups[{i}].availabilityZones", list(ng.availability_zones), "lists an AZ twice")
+
+
+def _validate_routes(c: AppConfig, subnets: list[tuple[str, ipaddress.IPv4Network]]) -> None:
+    """Each network's `routes`: IPv4 CIDRs, no default route, nothing that would pull other traffic off eth0.
+
+    `subnets` holds every subnet of the config with its key path (public, private, Multus).
+    """
+    service = ipaddress.IPv4Network(c.service_cidr)
+    for i, net in enumerate(c.multus_networks):
+        own = {ipaddress.IPv4Network(cidr) for cidr in net.subnet_cidrs}
+        seen: list[tuple[str, ipaddress.IPv4Network]] = []
+        for j, cidr in enumerate(net.routes):
+            where = f"{CONTEXT_KEY}.multusNetworks[{i}].routes[{j}]"
+            route = _network(where, cidr)
+            if route.prefixlen == 0:
+                _fail(where, cidr, "a default route through a Multus network would take the pod's cluster "
+                      "traffic off eth0 and collides with eth0's default route; write out the destination "
+                      "ranges you mean instead (they may not cover the VPC's subnets or serviceCidr)")
+            for other_where, other in seen:
+                if route.overlaps(other):
+                    _fail(where, cidr, f"overlaps {other_where} = {other}")
+            if service.overlaps(route):
+                _fail(where, cidr, f"overlaps serviceCidr {c.service_cidr}")
+            for other_where, other in subnets:
+                if not route.overlaps(other):
+                    continue
+                if other in own:
+                    _fail(where, cidr, f"overlaps this network's own subnet {other_where} = {other} (its other "
+                          "AZs are routed through the router without being listed)")
+                _fail(where, cidr, f"overlaps {other_where} = {other}: that traffic must not leave through "
+                      f"{net.name}")
+            seen.append((where, route))
 
 
 # CloudWatch Logs retention periods, as the names of aws_cdk.aws_logs.RetentionDays members.

@@ -5,20 +5,33 @@ node to `naming.interface_name(position)` (multus1, multus2...). A NAD therefore
 its `master`/`device` is that stable interface name and its addresses come from that AZ's subnet. A pod may only
 name the NADs of its node's AZ (the sample pods pin themselves to AZ 1 with a nodeSelector).
 
-Pod addresses come from the *pod range* of the subnet (`MultusNetworkConfig.pod_range`, the last block of the
-subnet), which the network construct reserves with an explicit AWS::EC2::SubnetCidrReservation so EC2 never
-gives those addresses to an ENI (see `subnet_cidr_reservations`).
+Addressing (one plan, `address_plan`, renders both IPAM types, so switching `crossNodeTraffic` never changes the
+mask, the range or the gateway):
+- the pod's Multus interface carries the prefix of the whole Multus subnet (e.g. 10.0.4.x/24): every host of
+  the subnet (other instances' ENIs, telco peers, the VPC router at .1) is on-link through that interface;
+- the addresses pods may get are the usable hosts of the subnet's *pod range* (`MultusNetworkConfig.pod_range`,
+  the last block of the subnet), which EC2 never assigns to an ENI itself: the construct reserves it with an
+  explicit subnet CIDR reservation (see `subnet_cidr_reservations`);
+- the gateway is the subnet's VPC router (its first host).
+whereabouts returns every address with the mask of its `range` (its allocator builds the result from the
+range's mask), so `range` is the whole subnet and the pod range goes into `range_start`/`range_end`; host-local
+gets the same numbers as `subnet`/`rangeStart`/`rangeEnd`.
+
+Routes (`multus_routes`): the network's subnets in the other AZs (its "other half") and the network's configured
+`routes` (telco peers behind a transit gateway or VPN...) are reached through the local subnet's router, on the
+Multus interface, with the pod's Multus address as source. Everything else keeps using eth0.
 
 IPAM:
-- `crossNodeTraffic: true` (default): `whereabouts`, cluster-wide IPAM, over the pod range: addresses are unique
-  across nodes, so pods on different nodes can talk (the VPC must also know the addresses: that is the pod
-  address controller's job). whereabouts hands out the hosts of the range, never its first and last address, so
-  AWS's reserved last address of the subnet is never used.
-- `crossNodeTraffic: false`: `host-local` over the same usable addresses. host-local keeps its state on each
-  node, so two nodes can give the same address to two pods: such pods may only talk to pods of their own node.
+- `crossNodeTraffic: true` (default): `whereabouts`, cluster-wide IPAM: addresses are unique across nodes, so
+  pods on different nodes can talk (the VPC must also know the addresses: that is the pod address controller's
+  job).
+- `crossNodeTraffic: false`: `host-local` over the same addresses. host-local keeps its state on each node, so
+  two nodes can give the same address to two pods: such pods may only talk to pods of their own node.
 
 Plugins:
-- `ipvlan` (default): `master` = the ENI's interface; any number of pods per node share it (`ipvlanMode`).
+- `ipvlan` (default): `master` = the ENI's interface; any number of pods per node share it (`ipvlanMode`, l2 by
+  default: the pod's packets leave through the ENI with the pod's own routes and source address; see the README
+  for l3/l3s and what they need on the node).
 - `host-device`: `device` = the ENI's interface, moved into the pod (DPDK-style, the pod owns the ENI). Only
   ONE pod per network per node can have it; further pods that name the NAD on that node fail to start until it
   is released. Scale such workloads with more nodes (or more networks), not more pods per node.
@@ -32,6 +45,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from eks_multus_cdk import naming
@@ -55,14 +69,21 @@ def gateway(network: MultusNetworkConfig, az_index: int) -> ipaddress.IPv4Addres
     return subnet(network, az_index).network_address + 1
 
 
-def usable_pod_addresses(
-    network: MultusNetworkConfig, az_index: int
-) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
-    """First and last address pods may get: the pod range's hosts, minus any address AWS reserves in the subnet.
+@dataclass(frozen=True)
+class AddressPlan:
+    """The numbers both IPAM renderings are made from, for one network in one AZ."""
 
-    The hosts of the range (not its first and last address) are exactly what whereabouts hands out over it, so
-    switching `crossNodeTraffic` never changes which addresses pods can get; the subnet's last address (reserved
-    by AWS, and the last address of the pod range) is excluded either way.
+    subnet: ipaddress.IPv4Network  # the prefix the pod's interface carries
+    first: ipaddress.IPv4Address  # first address a pod may get (inclusive)
+    last: ipaddress.IPv4Address  # last address a pod may get (inclusive)
+    gateway: ipaddress.IPv4Address  # the subnet's VPC router
+
+
+def address_plan(network: MultusNetworkConfig, az_index: int) -> AddressPlan:
+    """Subnet, usable pod addresses and router of the network in one AZ.
+
+    The usable addresses are the pod range's hosts (not its first and last address), minus any address AWS
+    reserves in the subnet (the subnet's last address is also the pod range's last).
     """
     net = subnet(network, az_index)
     pod_range = network.pod_range(az_index)
@@ -70,23 +91,42 @@ def usable_pod_addresses(
     last = min(pod_range.broadcast_address - 1, net.broadcast_address - AWS_RESERVED_LAST)
     if first > last:
         raise ValueError(f"pod range {pod_range} of subnet {net} leaves no usable address")
-    return first, last
+    return AddressPlan(subnet=net, first=first, last=last, gateway=gateway(network, az_index))
+
+
+def usable_pod_addresses(
+    network: MultusNetworkConfig, az_index: int
+) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """First and last address pods may get (see `address_plan`)."""
+    plan = address_plan(network, az_index)
+    return plan.first, plan.last
+
+
+def multus_routes(network: MultusNetworkConfig, az_index: int) -> list[str]:
+    """CIDRs the pod reaches through this network's router: the network's other AZs, then its `routes`."""
+    others = [cidr for i, cidr in enumerate(network.subnet_cidrs) if i != az_index]
+    return [*others, *network.routes]
 
 
 def ipam_config(config: AppConfig, network: MultusNetworkConfig, az_index: int) -> dict[str, Any]:
-    """whereabouts over the pod range when pods talk across nodes, else host-local over the same addresses."""
-    gw = str(gateway(network, az_index))
+    """whereabouts when pods talk across nodes, else host-local: both from the same `address_plan`."""
+    plan = address_plan(network, az_index)
+    gw = str(plan.gateway)
+    routes = [{"dst": cidr, "gw": gw} for cidr in multus_routes(network, az_index)]
     if config.cross_node_traffic:
-        return {"type": "whereabouts", "range": str(network.pod_range(az_index)), "gateway": gw}
-    first, last = usable_pod_addresses(network, az_index)
+        return {
+            "type": "whereabouts",
+            "range": str(plan.subnet),
+            "range_start": str(plan.first),
+            "range_end": str(plan.last),
+            "gateway": gw,
+            "routes": routes,
+        }
     return {
         "type": "host-local",
-        "ranges": [[{
-            "subnet": str(subnet(network, az_index)),
-            "rangeStart": str(first),
-            "rangeEnd": str(last),
-            "gateway": gw,
-        }]],
+        "ranges": [[{"subnet": str(plan.subnet), "rangeStart": str(plan.first), "rangeEnd": str(plan.last),
+                     "gateway": gw}]],
+        "routes": routes,
     }
 
 

@@ -5,6 +5,9 @@
 - `sample-cross-a`, `sample-cross-b` (only with `crossNodeTraffic`): net1 on network 1, preferring different nodes,
   to show pod-to-pod traffic across nodes over a Multus network.
 
+A host-device network gives its node's one ENI to one pod, so only the first of these samples that names such a
+network is rendered: every default sample can start on a one-node deployment.
+
 The AZ rule: a pod may only name NetworkAttachmentDefinitions of its own node's availability zone. A NAD's
 `master` is the node's ENI of that network, and that ENI lives in the network's subnet *of the node's AZ*; a NAD
 of another AZ would give the pod an address of a subnet the ENI is not in, and the VPC drops such traffic. So
@@ -68,9 +71,16 @@ def sample_pod_manifests(config: AppConfig) -> list[dict[str, Any]]:
         return []
     pods = []
     samples = {**SAMPLES, **(CROSS_NODE_SAMPLES if config.cross_node_traffic else {})}
+    host_devices_taken: set[int] = set()
     for filename, positions in samples.items():
         if max(positions) >= len(config.multus_networks):
             continue  # sample-dual needs a second network
+        host_devices = {p for p in positions if config.multus_networks[p].plugin == "host-device"}
+        if host_devices & host_devices_taken:
+            # A host-device network hands its one ENI per node to one pod: a second sample on it could not
+            # start on a one-node deployment, so only the first sample that names it is rendered.
+            continue
+        host_devices_taken |= host_devices
         (pod,) = load_manifest_file(asset_path("manifests", "samples", filename))
         pod["metadata"]["namespace"] = naming.SAMPLE_NAMESPACE
         pod["metadata"].setdefault("annotations", {})[NETWORKS_ANNOTATION] = networks_annotation(config, positions)

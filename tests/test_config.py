@@ -60,6 +60,12 @@ def test_sovereign_and_china_regions_are_accepted():
         assert parse_config({"region": region, "availabilityZones": [f"{region}a", f"{region}b"]}).region == region
 
 
+def test_a_telco_route_is_one_config_line():
+    c = parse_config({}, {"multusNetworks.1.routes": '["192.168.100.0/24"]'})
+    assert c.multus_networks[1].routes == ("192.168.100.0/24",)
+    assert c.multus_networks[0].routes == ()
+
+
 def test_dotted_overrides_reach_into_lists_and_parse_json_values():
     c = parse_config({}, {"nodeGroups.0.instanceType": "c5.xlarge", "natGateways": "1", "samplePods": "false"})
     assert c.node_groups[0].instance_type == "c5.xlarge"
@@ -94,6 +100,21 @@ BAD = [
      'eksMultus.nodeGroups[0].availabilityZones[0] = "us-west-2c"'),
     ({"region": "xx-west-9", "availabilityZones": ["xx-west-9a", "xx-west-9b"]}, {},
      'eksMultus.region = "xx-west-9": no EKS image registry'),
+    # Multus routes: CIDR syntax, no default route, nothing that pulls cluster or other-network traffic off eth0.
+    ({}, {"multusNetworks.0.routes": '["192.168.7.1/24"]'},
+     'eksMultus.multusNetworks[0].routes[0] = "192.168.7.1/24": not an IPv4 CIDR block'),
+    ({}, {"multusNetworks.0.routes": '["0.0.0.0/0"]'},
+     'eksMultus.multusNetworks[0].routes[0] = "0.0.0.0/0": a default route through a Multus network'),
+    ({}, {"multusNetworks.0.routes": '["10.0.4.128/25"]'},
+     "overlaps this network's own subnet eksMultus.multusNetworks[0].subnetCidrs[0] = 10.0.4.0/24"),
+    ({}, {"multusNetworks.1.routes": '["10.0.4.0/22"]'},
+     'eksMultus.multusNetworks[1].routes[0] = "10.0.4.0/22": overlaps eksMultus.multusNetworks[0].subnetCidrs[0]'),
+    ({}, {"multusNetworks.0.routes": '["10.0.0.0/8"]'}, "overlaps eksMultus.publicSubnetCidrs[0] = 10.0.0.0/24"),
+    ({}, {"multusNetworks.0.routes": '["172.20.128.0/17"]'}, "overlaps serviceCidr 172.20.0.0/16"),
+    ({}, {"multusNetworks.0.routes": '["192.168.0.0/16", "192.168.9.0/24"]'},
+     'routes[1] = "192.168.9.0/24": overlaps eksMultus.multusNetworks[0].routes[0] = 192.168.0.0/16'),
+    ({}, {"multusNetworks.0.plugin": "host-device", "crossNodeTraffic": "false"},
+     'eksMultus.multusNetworks[0].plugin = "host-device": host-device needs crossNodeTraffic: true'),
 ]
 
 

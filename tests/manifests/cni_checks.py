@@ -14,16 +14,27 @@ IPVLAN_MODES = ("l2", "l3", "l3s")
 
 
 def address_pool(ipam: dict[str, Any]) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Address, ipaddress.IPv4Address]:
-    """(network the pod's address is in, first, last address the IPAM may hand out) for whereabouts/host-local."""
+    """(prefix the pod's address carries, first, last address the IPAM may hand out) for whereabouts/host-local.
+
+    whereabouts gives every address the mask of `range` and hands out `range_start`..`range_end` (inclusive) when
+    they are set, else the hosts of `range`; host-local gives the mask of `subnet` and hands out
+    `rangeStart`..`rangeEnd`.
+    """
     if ipam["type"] == "whereabouts":
         network = ipaddress.IPv4Network(ipam["range"], strict=True)
-        return network, network.network_address + 1, network.broadcast_address - 1
+        first = ipaddress.IPv4Address(ipam["range_start"]) if "range_start" in ipam else network.network_address + 1
+        last = ipaddress.IPv4Address(ipam["range_end"]) if "range_end" in ipam else network.broadcast_address - 1
+        return network, first, last
     if ipam["type"] == "host-local":
         (range_set,) = ipam["ranges"]
         (r,) = range_set
         network = ipaddress.IPv4Network(r["subnet"], strict=True)
         return network, ipaddress.IPv4Address(r["rangeStart"]), ipaddress.IPv4Address(r["rangeEnd"])
     raise AssertionError(f"unexpected IPAM type {ipam['type']!r}")
+
+
+def ipam_gateway(ipam: dict[str, Any]) -> str:
+    return ipam["gateway"] if ipam["type"] == "whereabouts" else ipam["ranges"][0][0]["gateway"]
 
 
 def check_cni_config(
@@ -36,6 +47,7 @@ def check_cni_config(
     plugin: str,
     ipvlan_mode: str | None = None,
     cross_node: bool | None = None,
+    routes: list[str] | None = None,
 ) -> None:
     """Assert `cni` is a complete, consistent single-plugin config for one Multus network in one AZ."""
     net = ipaddress.IPv4Network(subnet)
@@ -58,26 +70,26 @@ def check_cni_config(
         raise AssertionError(f"unexpected plugin {plugin}")
 
     ipam = cni["ipam"]
-    raw_gateway = ipam["gateway"] if ipam["type"] == "whereabouts" else ipam["ranges"][0][0]["gateway"]
-    gateway = ipaddress.IPv4Address(raw_gateway)
+    gateway = ipaddress.IPv4Address(ipam_gateway(ipam))
     assert gateway == net.network_address + 1, "the gateway is the VPC router, the subnet's first host"
     if cross_node is not None:
         assert ipam["type"] == ("whereabouts" if cross_node else "host-local")
     if ipam["type"] == "whereabouts":
-        assert set(ipam) == {"type", "range", "gateway"}, ipam
-        assert ipaddress.IPv4Network(ipam["range"]) == pods
+        assert set(ipam) == {"type", "range", "range_start", "range_end", "gateway", "routes"}, ipam
     else:
-        assert set(ipam) == {"type", "ranges"}, ipam
+        assert set(ipam) == {"type", "ranges", "routes"}, ipam
         (range_set,) = ipam["ranges"]
         (r,) = range_set
         assert set(r) == {"subnet", "rangeStart", "rangeEnd", "gateway"}, r
-        assert ipaddress.IPv4Network(r["subnet"]) == net
     network, first, last = address_pool(ipam)
-    assert network.subnet_of(net)
+    assert network == net, f"{name}: the pod's interface must carry the whole subnet's prefix, not {network}"
     assert first <= last
-    for address in (first, last):
-        assert address in pods, f"{address} outside the pod range {pods}"
-        assert address in net
-        # AWS reserves the subnet's first four addresses and its last one.
-        assert net.network_address + 4 <= address < net.broadcast_address, f"{address} is reserved by AWS"
+    # The usable hosts of the pod range: its first address, its last and AWS's reserved ones are never handed out.
+    assert (first, last) == (max(pods.network_address + 1, net.network_address + 4),
+                             min(pods.broadcast_address - 1, net.broadcast_address - 1)), (first, last)
     assert not first <= gateway <= last
+    assert [r["gw"] for r in ipam["routes"]] == [str(gateway)] * len(ipam["routes"])
+    if routes is not None:
+        assert [r["dst"] for r in ipam["routes"]] == list(routes), ipam["routes"]
+    for route in ipam["routes"]:
+        assert not ipaddress.IPv4Network(route["dst"]).overlaps(net), f"{route} covers the pod's own subnet"

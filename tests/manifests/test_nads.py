@@ -7,7 +7,7 @@ import ipaddress
 import json
 
 import pytest
-from cni_checks import check_cni_config
+from cni_checks import address_pool, check_cni_config, ipam_gateway
 
 from eks_multus_cdk import naming
 from eks_multus_cdk.config import AppConfig, parse_config
@@ -25,7 +25,8 @@ THREE_NETWORKS = {
     "privateSubnetCidrs": ["10.0.4.0/24", "10.0.5.0/24", "10.0.6.0/24"],
     "nodeGroups": [{"name": "ng1", "instanceType": "c5.xlarge"}],
     "multusNetworks": [
-        {"name": "sig", "subnetCidrs": ["10.0.16.0/24", "10.0.17.0/24", "10.0.18.0/24"], "ipvlanMode": "l2"},
+        {"name": "sig", "subnetCidrs": ["10.0.16.0/24", "10.0.17.0/24", "10.0.18.0/24"], "ipvlanMode": "l3",
+         "routes": ["192.168.50.0/24", "172.31.0.0/16"]},
         {"name": "media", "subnetCidrs": ["10.0.32.0/20", "10.0.48.0/20", "10.0.64.0/20"],
          "podRangePrefixLength": 22},
         {"name": "dpdk", "subnetCidrs": ["10.0.80.0/27", "10.0.80.32/27", "10.0.80.64/27"], "plugin": "host-device",
@@ -37,11 +38,13 @@ THREE_NETWORKS = {
 def variants() -> dict[str, AppConfig]:
     default = parse_config(None)
     three = parse_config(THREE_NETWORKS)
+    # host-device needs crossNodeTraffic (config refuses it with host-local): the host-local variant runs ipvlan.
+    three_host_local = parse_config(THREE_NETWORKS, {"crossNodeTraffic": False, "multusNetworks.2.plugin": "ipvlan"})
     return {
         "default": default,
         "host-local": dataclasses.replace(default, cross_node_traffic=False),
         "three-networks": three,
-        "three-networks-host-local": dataclasses.replace(three, cross_node_traffic=False),
+        "three-networks-host-local": three_host_local,
     }
 
 
@@ -78,6 +81,7 @@ def test_every_cni_config_is_complete_and_consistent(config: AppConfig) -> None:
                 plugin=network.plugin,
                 ipvlan_mode=network.ipvlan_mode if network.plugin == "ipvlan" else None,
                 cross_node=config.cross_node_traffic,
+                routes=[*(c for i, c in enumerate(network.subnet_cidrs) if i != az_index), *network.routes],
             )
             assert configs[name]["cniVersion"] == CNI_VERSION
             seen += 1
@@ -91,13 +95,30 @@ def test_nad_labels_name_the_az(config: AppConfig) -> None:
 
 
 def test_default_nads_exactly() -> None:
+    """net1 gets the whole subnet's prefix (10.0.4.x/24) with an address from the reserved pod range, the VPC
+    router as gateway, and the network's other AZ routed through it; ipvlan in l2 mode."""
     configs = nad_configs(network_attachment_definitions(parse_config(None)))
     assert configs["multus1-us-west-2a"] == {
-        "cniVersion": "0.3.1", "name": "multus1-us-west-2a", "type": "ipvlan", "master": "multus1", "mode": "l3",
-        "ipam": {"type": "whereabouts", "range": "10.0.4.128/25", "gateway": "10.0.4.1"},
+        "cniVersion": "0.3.1", "name": "multus1-us-west-2a", "type": "ipvlan", "master": "multus1", "mode": "l2",
+        "ipam": {"type": "whereabouts", "range": "10.0.4.0/24", "range_start": "10.0.4.129",
+                 "range_end": "10.0.4.254", "gateway": "10.0.4.1",
+                 "routes": [{"dst": "10.0.5.0/24", "gw": "10.0.4.1"}]},
     }
     assert configs["multus2-us-west-2b"]["master"] == "multus2"
-    assert configs["multus2-us-west-2b"]["ipam"]["range"] == "10.0.7.128/25"
+    assert configs["multus2-us-west-2b"]["ipam"]["range"] == "10.0.7.0/24"
+    assert configs["multus2-us-west-2b"]["ipam"]["routes"] == [{"dst": "10.0.6.0/24", "gw": "10.0.7.1"}]
+
+
+def test_crossnodetraffic_changes_only_the_ipam_type() -> None:
+    """Same prefix, same addresses, same gateway and routes whichever IPAM renders them."""
+    default = parse_config(None)
+    for name, cross in nad_configs(network_attachment_definitions(default)).items():
+        local = nad_configs(network_attachment_definitions(dataclasses.replace(default, cross_node_traffic=False)))
+        a, b = cross["ipam"], local[name]["ipam"]
+        assert (a["type"], b["type"]) == ("whereabouts", "host-local")
+        assert address_pool(a) == address_pool(b)
+        assert ipam_gateway(a) == ipam_gateway(b) and a["routes"] == b["routes"]
+        assert {k: v for k, v in cross.items() if k != "ipam"} == {k: v for k, v in local[name].items() if k != "ipam"}
 
 
 def test_host_local_avoids_the_aws_reserved_last_address() -> None:
@@ -107,16 +128,27 @@ def test_host_local_avoids_the_aws_reserved_last_address() -> None:
         "type": "host-local",
         "ranges": [[{"subnet": "10.0.4.0/24", "rangeStart": "10.0.4.129", "rangeEnd": "10.0.4.254",
                      "gateway": "10.0.4.1"}]],
+        "routes": [{"dst": "10.0.5.0/24", "gw": "10.0.4.1"}],
     }
+
+
+def test_one_config_line_routes_a_telco_cidr() -> None:
+    config = parse_config(None, {"multusNetworks.0.routes": ["192.168.100.0/24"]})
+    cni = nad_configs(network_attachment_definitions(config))["multus1-us-west-2b"]
+    assert cni["ipam"]["routes"] == [{"dst": "10.0.4.0/24", "gw": "10.0.5.1"},
+                                     {"dst": "192.168.100.0/24", "gw": "10.0.5.1"}]
+    other = nad_configs(network_attachment_definitions(config))["multus2-us-west-2b"]
+    assert other["ipam"]["routes"] == [{"dst": "10.0.6.0/24", "gw": "10.0.7.1"}], "only the network that lists it"
 
 
 def test_host_device_names_the_device() -> None:
     config = parse_config(THREE_NETWORKS)
     cni = nad_configs(network_attachment_definitions(config))["dpdk-us-west-2c"]
     assert cni["type"] == "host-device" and cni["device"] == "multus3"
-    assert cni["ipam"]["range"] == "10.0.80.80/28"
+    assert cni["ipam"]["range"] == "10.0.80.64/27"
     assert usable_pod_addresses(config.multus_networks[2], 2) == (
         ipaddress.IPv4Address("10.0.80.81"), ipaddress.IPv4Address("10.0.80.94"))
+    assert (cni["ipam"]["range_start"], cni["ipam"]["range_end"]) == ("10.0.80.81", "10.0.80.94")
 
 
 def test_config_is_json_not_a_template() -> None:

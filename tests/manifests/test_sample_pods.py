@@ -42,7 +42,8 @@ def test_readiness_gate_iff_cross_node_traffic() -> None:
     gate = [{"conditionType": "eks-multus.io/addresses-assigned"}]
     with_controller = sample_pod_manifests(parse_config(OTHER))
     assert len(with_controller) == 4 and all(p["spec"]["readinessGates"] == gate for p in with_controller)
-    without = sample_pod_manifests(parse_config({**OTHER, "crossNodeTraffic": False}))
+    without = sample_pod_manifests(parse_config({**OTHER, "crossNodeTraffic": False}, {
+        "multusNetworks.1.plugin": "ipvlan"}))  # host-device needs crossNodeTraffic
     assert len(without) == 2 and all("readinessGates" not in p["spec"] for p in without)
     shipped = [load_manifest_file(asset_path("manifests", "samples", f))[0]
                for f in ("sample-single.yaml", "sample-dual.yaml", "sample-cross-a.yaml", "sample-cross-b.yaml")]
@@ -105,3 +106,24 @@ def test_container_is_long_running_and_not_privileged() -> None:
         assert sc.get("privileged") is not True and sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]}
         assert "hostNetwork" not in pod["spec"]
+
+
+def test_a_host_device_network_gets_one_sample_pod_so_all_start_on_one_node() -> None:
+    """host-device gives the node's one ENI of that network to one pod: a second sample naming it would hang."""
+    def rendered(overrides):
+        pods = sample_pod_manifests(parse_config(None, overrides))
+        return [(p["metadata"]["name"], [a["name"] for a in json.loads(p["metadata"]["annotations"][
+            NETWORKS_ANNOTATION])]) for p in pods]
+
+    first = rendered({"multusNetworks.0.plugin": "host-device"})
+    assert [name for name, _ in first] == ["sample-single"]
+    second = rendered({"multusNetworks.1.plugin": "host-device"})
+    assert [name for name, _ in second] == ["sample-single", "sample-dual", "sample-cross-a", "sample-cross-b"]
+    for pods in (first, second):
+        per_network: dict[str, int] = {}
+        for _, nads in pods:
+            for nad in nads:
+                per_network[nad] = per_network.get(nad, 0) + 1
+        host_device_nads = [nad for nad in per_network if nad.startswith(
+            "multus1" if pods is first else "multus2")]
+        assert all(per_network[nad] == 1 for nad in host_device_nads), per_network
