@@ -305,8 +305,51 @@ class ExecResult:
     stderr: str = ""
 
 
-def ping_command(interface: str, address: str) -> list[str]:
-    return ["ping", "-c", "3", "-W", "2", "-I", interface, address]
+def ping_command(address: str) -> list[str]:
+    """A plain ping: the pod's routes pick interface and source, as for its applications (`-I` would make any
+    target on-link and hide a wrong prefix or a missing route)."""
+    return ["ping", "-c", "3", "-W", "2", address]
+
+
+def route_command(address: str) -> list[str]:
+    return ["ip", "-o", "route", "get", address]
+
+
+_ROUTE_DEV = re.compile(r"\bdev (\S+)")
+_ROUTE_SRC = re.compile(r"\bsrc (\S+)")
+
+
+def check_route(interface: str, source: str, address: str, result: ExecResult) -> str | None:
+    """None when the pod's route to `address` leaves by `interface` with `source`; else what is wrong."""
+    line = " ".join(result.stdout.split())
+    if result.returncode != 0 or not line:
+        why = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"`ip route get {address}` failed: {why}"
+    dev, src = _ROUTE_DEV.search(line), _ROUTE_SRC.search(line)
+    if not dev or dev.group(1) != interface or not src or src.group(1) != source:
+        return f"the pod routes {address} as `{line}`, not by {interface} from {source}"
+    return None
+
+
+def check_subnet_ping(
+    pod: str, interface: str, source: str, address: str, what: str, route: ExecResult, ping: ExecResult
+) -> CheckResult:
+    """The pod reaches `address` (a host of its Multus subnet outside the pod range, or the subnet router) by its
+    Multus interface with its Multus address as source; the detail shows the route it used."""
+    row = f"subnet {pod} -> {address} ({what}, {interface})"
+    hint = (
+        f"the NAD must give {interface} the whole subnet's prefix (ipam.range = the subnet, range_start/range_end "
+        "= the pod range) and route the network's other CIDRs through the subnet router; the Multus security "
+        "group must admit ICMP from the subnet"
+    )
+    wrong_route = check_route(interface, source, address, route)
+    if wrong_route:
+        return failed(row, wrong_route, hint)
+    used = re.sub(r"\s+uid \d+.*$", "", " ".join(route.stdout.split()))  # the route, without iproute2's cache tail
+    pinged = check_ping(pod, address, interface, address, ping, hint)
+    if pinged.status is not Status.PASS:
+        return failed(row, f"{pinged.detail}; route: {used}", hint)
+    return passed(row, f"{pinged.detail}; route: {used}")
 
 
 def check_ping(

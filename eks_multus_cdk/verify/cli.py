@@ -16,7 +16,7 @@ from typing import TextIO
 from eks_multus_cdk.config import CONTEXT_KEY, AppConfig, ConfigError, parse_config
 from eks_multus_cdk.verify.checks import CheckResult, Status
 from eks_multus_cdk.verify.expected import expectations
-from eks_multus_cdk.verify.runner import ClusterReader, connection_failed, run_checks
+from eks_multus_cdk.verify.runner import ClusterReader, SubnetHosts, connection_failed, run_checks
 
 Connect = Callable[..., ClusterReader]
 
@@ -33,6 +33,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cluster-name", help="connect through the EKS API with AWS credentials instead of a kubeconfig"
     )
     parser.add_argument("--region", help="the cluster's region with --cluster-name (default: the config's region)")
+    parser.add_argument(
+        "--no-ec2", action="store_true",
+        help="do not look up other nodes' Multus ENIs through EC2 (the subnet checks then ping the router only)",
+    )
     args = parser.parse_args(argv)
     if args.cluster_name and (args.kubeconfig or args.context):
         parser.error("--cluster-name connects without a kubeconfig: drop --kubeconfig/--context")
@@ -64,7 +68,8 @@ def progress_line(result: CheckResult) -> str:
     return f"[{result.status.value}] {result.name}: {result.detail}"
 
 
-def main(argv: list[str] | None = None, *, connect: Connect | None = None, out: TextIO | None = None) -> int:
+def main(argv: list[str] | None = None, *, connect: Connect | None = None, out: TextIO | None = None,
+         subnet_hosts: SubnetHosts | None = None) -> int:
     out = out or sys.stdout
     args = parse_args(argv)
     try:
@@ -93,7 +98,15 @@ def main(argv: list[str] | None = None, *, connect: Connect | None = None, out: 
         results = [connection_failed(err)]
         progress(results[0])
     else:
-        results = run_checks(reader, exp, progress)
+        if subnet_hosts is None and not args.no_ec2:
+            from eks_multus_cdk.verify.ec2 import subnet_hosts_reader
+
+            try:
+                subnet_hosts = subnet_hosts_reader(args.region or config.region)
+            except Exception as err:  # noqa: BLE001 - boto3 missing or no region: the EC2 rows say so
+                print(f"note: no EC2 access ({type(err).__name__}: {err}); subnet checks skip other nodes' ENIs",
+                      file=out)
+        results = run_checks(reader, exp, progress, subnet_hosts)
     return report(results, out)
 
 

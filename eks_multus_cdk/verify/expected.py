@@ -33,6 +33,13 @@ class ExpectedNad:
     network_position: int
     availability_zone: str
     pod_range: ipaddress.IPv4Network
+    network: str = ""  # the Multus network's name (the ENIs' eks-multus/network tag)
+    subnet: ipaddress.IPv4Network | None = None  # the network's subnet in this AZ
+
+    @property
+    def router(self) -> str | None:
+        """The subnet's VPC router (its first host)."""
+        return str(self.subnet.network_address + 1) if self.subnet else None
 
     @property
     def status_name(self) -> str:
@@ -63,6 +70,7 @@ class Expectations:
     nads: tuple[ExpectedNad, ...]
     sample_pods: tuple[ExpectedPod, ...]  # empty when samplePods is false
     cross_node_pods: tuple[ExpectedPod, ExpectedPod] | None  # None unless samplePods and crossNodeTraffic
+    eni_owners: tuple[str, ...] = ()  # eks-multus/owner tag values of this app's Multus ENIs (ASG names)
     daemonset_namespace: str = MULTUS_DAEMONSET_NAMESPACE
     daemonset: str = MULTUS_DAEMONSET
 
@@ -124,6 +132,8 @@ def expected_nads(config: AppConfig) -> tuple[ExpectedNad, ...]:
             network_position=position,
             availability_zone=az,
             pod_range=config.multus_networks[position].pod_range(az_index),
+            network=config.multus_networks[position].name,
+            subnet=ipaddress.IPv4Network(config.multus_networks[position].subnet_cidrs[az_index]),
         ))
     return tuple(out)
 
@@ -143,4 +153,5 @@ def expectations(config: AppConfig) -> Expectations:
         nads=nads,
         sample_pods=samples,
         cross_node_pods=cross_pair,
+        eni_owners=tuple(naming.asg_name(config.stack_prefix, ng.name) for ng in config.node_groups),
     )

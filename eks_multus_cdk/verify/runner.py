@@ -13,6 +13,8 @@ from eks_multus_cdk.verify.checks import CheckResult, ExecResult, failed, skippe
 from eks_multus_cdk.verify.expected import Expectations, ExpectedPod
 
 Progress = Callable[[CheckResult], None]
+# (network name, AZ, owner tag values) -> [(primary address, instance id)] of this app's in-use Multus ENIs there.
+SubnetHosts = Callable[[str, str, Sequence[str]], list[tuple[str, str]]]
 
 
 class ClusterReader(Protocol):
@@ -53,7 +55,8 @@ def _read_failed(row: str, error: BaseException, hint: str) -> CheckResult:
     return failed(row, f"could not read: {type(error).__name__}: {_short(error)}", hint)
 
 
-def run_checks(reader: ClusterReader, exp: Expectations, progress: Progress = lambda r: None) -> list[CheckResult]:
+def run_checks(reader: ClusterReader, exp: Expectations, progress: Progress = lambda r: None,
+               subnet_hosts: SubnetHosts | None = None) -> list[CheckResult]:
     results: list[CheckResult] = []
 
     def emit(*rows: CheckResult) -> None:
@@ -104,10 +107,70 @@ def run_checks(reader: ClusterReader, exp: Expectations, progress: Progress = la
             hint = checks.ping_hint(cross_node=_node(pods, src) != _node(pods, dst))
             emit(_ping(reader, src, dst, pods, "net1", hint))
 
-    # 7. cross-node ping (crossNodeTraffic)
+    # 7. each sample pod's net1 reaches its Multus subnet outside the pod range: the router, another node's ENI
+    for pod in (p for p in exp.sample_pods if p.attachment("net1")):
+        emit(*_subnet_reach(reader, pod, pods.get(pod.name), nodes_by_name, exp.eni_owners, subnet_hosts))
+
+    # 8. cross-node ping (crossNodeTraffic)
     if exp.cross_node_pods is not None:
         emit(*_cross_node(reader, exp, nodes, nodes_by_name, emit))
     return results
+
+
+def _instance_id(node: Mapping[str, Any] | None) -> str | None:
+    """The EC2 instance of a node, from spec.providerID (aws:///<az>/<instance id>)."""
+    provider = ((node or {}).get("spec") or {}).get("providerID") or ""
+    return provider.rsplit("/", 1)[-1] or None
+
+
+def _subnet_reach(
+    reader: ClusterReader,
+    expected: ExpectedPod,
+    pod: Mapping[str, Any] | None,
+    nodes_by_name: Mapping[str, Mapping[str, Any]],
+    owners: Sequence[str],
+    subnet_hosts: SubnetHosts | None,
+) -> list[CheckResult]:
+    att = expected.attachment("net1")
+    assert att is not None
+    nad = att.nad
+    prefix = f"subnet {expected.name}"
+    if pod is None:
+        return [failed(prefix, "not run: the pod failed an earlier check", "fix the rows above first")]
+    source = checks.interface_ips(pod)["net1"][0].split("/")[0]
+    targets: list[tuple[str, str]] = [(nad.router or "", "subnet router")]
+    rows: list[CheckResult] = []
+    if subnet_hosts is None:
+        rows.append(skipped(f"{prefix} -> another node's {nad.network} ENI", "skipped: no EC2 access was given"))
+    else:
+        own = _instance_id(nodes_by_name.get((pod.get("spec") or {}).get("nodeName")))
+        try:
+            hosts = [h for h in subnet_hosts(nad.network, nad.availability_zone, owners) if h[1] != own]
+        except Exception as err:  # noqa: BLE001 - no credentials, access denied...
+            rows.append(failed(
+                f"{prefix} -> another node's {nad.network} ENI",
+                f"could not list the Multus ENIs: {type(err).__name__}: {_short(err)}",
+                "needs ec2:DescribeNetworkInterfaces in the config's region (AWS credentials of the caller)",
+            ))
+            hosts = None
+        if hosts == []:
+            rows.append(skipped(
+                f"{prefix} -> another node's {nad.network} ENI",
+                f"skipped: no other node in {nad.availability_zone} carries a {nad.network} ENI (a pod cannot "
+                "reach its own node's ENI through ipvlan or host-device)",
+            ))
+        elif hosts:
+            targets.append((sorted(hosts)[0][0], f"{sorted(hosts)[0][1]}'s ENI"))
+    for address, what in targets:
+        try:
+            route = reader.exec(expected.namespace, expected.name, checks.route_command(address))
+            ping = reader.exec(expected.namespace, expected.name, checks.ping_command(address))
+        except Exception as err:  # noqa: BLE001
+            rows.append(failed(f"{prefix} -> {address} ({what}, net1)", f"exec failed: {type(err).__name__}: "
+                               f"{_short(err)}", "exec needs pods/exec permission and a container with ip and ping"))
+            continue
+        rows.append(checks.check_subnet_ping(expected.name, "net1", source, address, what, route, ping))
+    return rows
 
 
 def _node(pods: Mapping[str, Mapping[str, Any] | None], expected: ExpectedPod) -> str | None:
@@ -153,11 +216,11 @@ def _ping(
     address = checks.interface_ips(pods[dst.name])[interface][0]  # type: ignore[arg-type]
     address = address.split("/")[0]
     try:
-        result = reader.exec(src.namespace, src.name, checks.ping_command(interface, address))
+        result = reader.exec(src.namespace, src.name, checks.ping_command(address))
     except Exception as err:  # noqa: BLE001
         return failed(
             row, f"exec failed: {type(err).__name__}: {_short(err)}",
-            f"kubectl -n {src.namespace} exec {src.name} -- ping -c 3 -I {interface} {address}; exec needs "
+            f"kubectl -n {src.namespace} exec {src.name} -- ping -c 3 {address}; exec needs "
             "pods/exec permission and a container with ping",
         )
     return checks.check_ping(src.name, dst.name, interface, address, result, hint)

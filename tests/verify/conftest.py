@@ -41,7 +41,8 @@ def run_cli(tmp_path: Path) -> Callable[..., CliRun]:
             return cluster
 
         out = io.StringIO()
-        code = main(["--config", str(cdk_json), *(argv or [])], connect=connect or fake_connect, out=out)
+        code = main(["--config", str(cdk_json), *(argv or [])], connect=connect or fake_connect, out=out,
+                    subnet_hosts=getattr(cluster, "subnet_hosts", None))
         return CliRun(code, out.getvalue(), seen)
 
     return run

@@ -147,14 +147,14 @@ def test_nad_config_drift(config, cluster: FakeCluster):
     served = cluster.nads["default"]
     cni = json.loads(served[0]["spec"]["config"])
     cni["master"] = "ens6"  # the walkthrough's AL2 name, not the stable one
-    cni["ipam"]["range"] = "10.0.4.0/24"
+    cni["ipam"]["range"] = "10.0.4.128/25"  # the first build's defect: only the pod block
     del cni["mode"]
     served[0]["spec"]["config"] = json.dumps(cni)
     row = checks.check_nads(served, expectations(config).nads)[0]
     assert row.status is Status.FAIL
     assert row.detail == (
-        'spec.config differs: ipam.range: expected "10.0.4.128/25", got "10.0.4.0/24"; '
-        'master: expected "multus1", got "ens6"; mode: missing (expected "l3")'
+        'spec.config differs: ipam.range: expected "10.0.4.0/24", got "10.0.4.128/25"; '
+        'master: expected "multus1", got "ens6"; mode: missing (expected "l2")'
     )
     assert "re-run cdk deploy" in row.hint
 
@@ -304,7 +304,7 @@ def test_ping_without_the_interface():
 
 
 def test_ping_command():
-    assert checks.ping_command("net1", "10.0.4.130") == ["ping", "-c", "3", "-W", "2", "-I", "net1", "10.0.4.130"]
+    assert checks.ping_command("10.0.4.130") == ["ping", "-c", "3", "-W", "2", "10.0.4.130"]
 
 
 # --------------------------------------------------------------------------------------------- 7. cross-node

@@ -26,6 +26,10 @@ ALL_GREEN_ROWS = [
     ("pod sample-dual networks", "PASS"),
     ("ping sample-single -> sample-dual (net1)", "PASS"),
     ("ping sample-dual -> sample-single (net1)", "PASS"),
+    ("subnet sample-single -> 10.0.4.1 (subnet router, net1)", "PASS"),
+    ("subnet sample-single -> 10.0.4.21 (i-07e2b1d94c3a5f608's ENI, net1)", "PASS"),
+    ("subnet sample-dual -> 10.0.4.1 (subnet router, net1)", "PASS"),
+    ("subnet sample-dual -> 10.0.4.21 (i-07e2b1d94c3a5f608's ENI, net1)", "PASS"),
     ("pod sample-cross-a Running", "PASS"),
     ("pod sample-cross-a networks", "PASS"),
     ("pod sample-cross-b Running", "PASS"),
@@ -40,17 +44,23 @@ def test_all_green(run_cli, cluster):
     run = run_cli(cluster)
     assert run.code == 0, run.output
     assert [(check, run.status(check)) for check, _ in ALL_GREEN_ROWS] == ALL_GREEN_ROWS
-    assert "20 passed, 0 failed, 0 skipped" in run.output
+    assert "24 passed, 0 failed, 0 skipped" in run.output
     assert "What to look at" not in run.output
     # progress lines come first, then the table with its header
     assert "[PASS] nodes Ready: 2/2 Ready in us-west-2a" in run.output
     assert "\ncheck " in run.output and " result  detail\n" in run.output
     assert cluster.execs == [
-        ("default", "sample-single", ["ping", "-c", "3", "-W", "2", "-I", "net1", "10.0.4.130"]),
-        ("default", "sample-dual", ["ping", "-c", "3", "-W", "2", "-I", "net1", "10.0.4.129"]),
-        ("default", "sample-cross-a", ["ping", "-c", "3", "-W", "2", "-I", "net1", "10.0.4.132"]),
-        ("default", "sample-cross-b", ["ping", "-c", "3", "-W", "2", "-I", "net1", "10.0.4.131"]),
+        ("default", "sample-single", ["ping", "-c", "3", "-W", "2", "10.0.4.130"]),
+        ("default", "sample-dual", ["ping", "-c", "3", "-W", "2", "10.0.4.129"]),
+        *(("default", pod, cmd) for pod in ("sample-single", "sample-dual") for target in ("10.0.4.1", "10.0.4.21")
+          for cmd in (["ip", "-o", "route", "get", target], ["ping", "-c", "3", "-W", "2", target])),
+        ("default", "sample-cross-a", ["ping", "-c", "3", "-W", "2", "10.0.4.132"]),
+        ("default", "sample-cross-b", ["ping", "-c", "3", "-W", "2", "10.0.4.131"]),
     ]
+    assert not [c for _, _, c in cluster.execs if "-I" in c], "plain pings only: -I makes any target on-link"
+    # the route the pod used is printed
+    assert "route: 10.0.4.21 dev net1 src 10.0.4.129" in run.row(
+        "subnet sample-single -> 10.0.4.21 (i-07e2b1d94c3a5f608's ENI, net1)")
     assert run.connect_kwargs == {"kubeconfig": None, "context": None, "cluster_name": None, "region": None}
 
 
@@ -86,10 +96,43 @@ def test_nad_missing(run_cli, cluster):
 
 def test_nad_config_drift(run_cli, cluster):
     nad = cluster.nads["default"][2]
-    nad["spec"]["config"] = nad["spec"]["config"].replace('"mode":"l3"', '"mode":"l2"')
+    nad["spec"]["config"] = nad["spec"]["config"].replace('"mode":"l2"', '"mode":"l3"')
     run = run_cli(cluster)
     assert_failed(run, "NAD default/multus2-us-west-2a", "re-run cdk deploy")
-    assert 'mode: expected "l3", got "l2"' in run.row("NAD default/multus2-us-west-2a")
+    assert 'mode: expected "l2", got "l3"' in run.row("NAD default/multus2-us-west-2a")
+
+
+def test_a_nad_with_only_the_pod_block_cannot_reach_the_subnet(run_cli, cluster):
+    """The old defect, served by the cluster: ipam.range = the /25 pod block. The pod then routes the rest of its
+    subnet by eth0, and the subnet rows fail naming the route it took."""
+    nad = cluster.nads["default"][0]
+    nad["spec"]["config"] = nad["spec"]["config"].replace('"range":"10.0.4.0/24"', '"range":"10.0.4.128/25"')
+    run = run_cli(cluster)
+    row = "subnet sample-single -> 10.0.4.21 (i-07e2b1d94c3a5f608's ENI, net1)"
+    assert_failed(run, row, "whole subnet's prefix")
+    assert "routes 10.0.4.21 as `10.0.4.21 via 169.254.1.1 dev eth0 src 10.0.2.187" in run.row(row)
+    assert run.status("subnet sample-single -> 10.0.4.1 (subnet router, net1)") == "FAIL"
+
+
+def test_subnet_host_on_one_node_only_is_skipped_with_the_reason(run_cli, cluster):
+    cluster.nodes = [n for n in cluster.nodes if n["metadata"]["name"] == NODE_A]
+    run = run_cli(cluster)
+    assert run.status("subnet sample-single -> another node's multus1 ENI") == "SKIP"
+    assert "cannot reach its own node's ENI" in run.row("subnet sample-single -> another node's multus1 ENI")
+    assert run.status("subnet sample-single -> 10.0.4.1 (subnet router, net1)") == "PASS"
+
+
+def test_subnet_host_lookup_denied_fails_with_the_permission(run_cli, cluster):
+    cluster.errors["subnet_hosts"] = RuntimeError("UnauthorizedOperation: ec2:DescribeNetworkInterfaces")
+    run = run_cli(cluster)
+    assert_failed(run, "subnet sample-single -> another node's multus1 ENI", "ec2:DescribeNetworkInterfaces")
+
+
+def test_subnet_ping_lost_fails(run_cli, cluster):
+    cluster.ping_fails.add(("sample-dual", "10.0.4.1"))
+    run = run_cli(cluster)
+    assert_failed(run, "subnet sample-dual -> 10.0.4.1 (subnet router, net1)", "security group")
+    assert "route: 10.0.4.1 dev net1 src 10.0.4.130" in run.row("subnet sample-dual -> 10.0.4.1 (subnet router, net1)")
 
 
 def test_nads_rendered_for_another_config_are_drift(run_cli, cluster):
@@ -110,7 +153,7 @@ def test_pod_pending(run_cli, cluster):
     assert_failed(run, "pod sample-dual networks", "logs ds/kube-multus-ds")
     assert_failed(run, "ping sample-single -> sample-dual (net1)", "rows above")
     assert "not run: sample-dual failed an earlier check" in run.row("ping sample-single -> sample-dual (net1)")
-    assert ("default", "sample-single", ["ping", "-c", "3", "-W", "2", "-I", "net1", "10.0.4.130"]) not in cluster.execs
+    assert ("default", "sample-single", ["ping", "-c", "3", "-W", "2", "10.0.4.130"]) not in cluster.execs
 
 
 def test_net1_address_outside_the_pod_range(run_cli, cluster):
@@ -158,7 +201,9 @@ def test_cross_node_skipped_with_one_node_in_the_az(run_cli, cluster):
     assert run.code == 0, run.output
     assert run.status("cross-node ping") == "SKIP"
     assert f"skipped: fewer than 2 nodes in AZ us-west-2a (1: {NODE_A})" in run.row("cross-node ping")
-    assert "0 failed, 1 skipped" in run.output
+    # ... and the subnet checks have no other node's ENI in the AZ to ping (one row per sample pod)
+    assert run.status("subnet sample-single -> another node's multus1 ENI") == "SKIP"
+    assert "0 failed, 3 skipped" in run.output
 
 
 def test_cross_node_pods_missing_with_two_nodes_in_the_az_is_a_failure(run_cli, cluster):

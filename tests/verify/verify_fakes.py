@@ -14,6 +14,7 @@ test (the cluster runs what this checkout deploys); the recording supplies every
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import re
 from collections.abc import Callable
@@ -36,7 +37,7 @@ def load(name: str) -> Any:
 
 
 def ping_output(source_ip: str, target: str, received: int = 3) -> str:
-    """What netshoot's iputils ping prints for `ping -c 3 -W 2 -I net1 <target>`."""
+    """What netshoot's iputils ping prints for `ping -c 3 -W 2 <target>`."""
     lines = [f"PING {target} ({target}) from {source_ip} net1: 56(84) bytes of data."]
     lines += [f"64 bytes from {target}: icmp_seq={i} ttl=64 time=0.0{50 + i} ms" for i in range(1, received + 1)]
     loss = round(100 * (3 - received) / 3)
@@ -114,12 +115,44 @@ class FakeCluster:
     def exec(self, namespace: str, pod: str, command: list[str]) -> ExecResult:
         self._maybe_raise("exec")
         self.execs.append((namespace, pod, command))
-        assert command[:-1] == ["ping", "-c", "3", "-W", "2", "-I", "net1"], command
         target = command[-1]
+        if command[:-1] == ["ip", "-o", "route", "get"]:
+            return ExecResult(0, self.route_get(namespace, pod, target) + "\n")
+        assert command[:-1] == ["ping", "-c", "3", "-W", "2"], command
         source_ip = net1_ip(self.pods[(namespace, pod)])
         if (pod, target) in self.ping_fails:
             return ExecResult(1, ping_output(source_ip, target, received=0))
         return ExecResult(0, ping_output(source_ip, target))
+
+    def route_get(self, namespace: str, pod: str, target: str) -> str:
+        """What `ip -o route get` prints in the pod, from the NAD the cluster serves: net1 carries the prefix of
+        the NAD's `ipam.range` and its `routes`; everything else goes by eth0 (the VPC CNI's default route)."""
+        obj = self.pods[(namespace, pod)]
+        entries = json.loads(obj["metadata"]["annotations"][NETWORK_STATUS])
+        net1 = next(e for e in entries if e["interface"] == "net1")
+        eth0_ip = next(e["ips"][0] for e in entries if e.get("default"))
+        nad_namespace, nad_name = net1["name"].split("/")
+        served = next(n for n in self.nads[nad_namespace] or [] if n["metadata"]["name"] == nad_name)
+        ipam = json.loads(served["spec"]["config"])["ipam"]
+        address, ip = ipaddress.IPv4Address(target), net1["ips"][0]
+        if address in ipaddress.IPv4Network(ipam.get("range") or ipam["ranges"][0][0]["subnet"]):
+            return f"{target} dev net1 src {ip} uid 0 \\    cache "
+        for route in ipam.get("routes", []):
+            if address in ipaddress.IPv4Network(route["dst"]):
+                return f"{target} via {route['gw']} dev net1 src {ip} uid 0 \\    cache "
+        return f"{target} via 169.254.1.1 dev eth0 src {eth0_ip} uid 0 \\    cache "
+
+    def subnet_hosts(self, network: str, availability_zone: str, owners) -> list[tuple[str, str]]:
+        """The in-use Multus ENIs EC2 would list: one per node of the network's AZ, primary address .20 + n."""
+        self._maybe_raise("subnet_hosts")
+        hosts = []
+        for n, node in enumerate(self.nodes):
+            labels = node["metadata"].get("labels") or {}
+            if labels.get("topology.kubernetes.io/zone") != availability_zone:
+                continue
+            subnet = {"multus1": "10.0.4", "multus2": "10.0.6"}[network]
+            hosts.append((f"{subnet}.{20 + n}", node["spec"]["providerID"].rsplit("/", 1)[-1]))
+        return hosts
 
     def pod(self, name: str) -> dict[str, Any]:
         return self.pods[("default", name)]
