@@ -114,6 +114,9 @@ class AppConfig:
     admin_role_arns: tuple[str, ...] = _key("adminRoleArns", default=())
     bastion: bool = _key("bastion", default=True)
     bastion_instance_type: str = _key("bastionInstanceType", default="t3.small")
+    # Session Manager on worker nodes: off by default (see README, "Security"): the bastion and
+    # `kubectl debug node/...` cover debugging without giving every node the SSM agent's rights.
+    node_ssm: bool = _key("nodeSsm", default=False)
     log_retention_days: int = _key("logRetentionDays", default=30)
     node_groups: tuple[NodeGroupConfig, ...] = _key("nodeGroups", default=(NodeGroupConfig(name="ng1"),))
     cross_node_traffic: bool = _key("crossNodeTraffic", default=True)
@@ -255,6 +258,20 @@ def _network(path: str, value: str) -> ipaddress.IPv4Network:
         _fail(path, value, f"not an IPv4 CIDR block ({err})")
 
 
+# The widest peer range accepted where the internet can reach us (API endpoint, telco ports): a /8 is already
+# 16.7 million addresses; anything wider is "everyone" in practice.
+WIDEST_PEER_PREFIX = 8
+
+
+def _peer_cidr(path: str, value: str, what: str) -> None:
+    net = _network(path, value)
+    if net.prefixlen == 0:
+        _fail(path, value, f"{what} is not allowed")
+    if net.prefixlen < WIDEST_PEER_PREFIX:
+        _fail(path, value, f"wider than /{WIDEST_PEER_PREFIX} ({net.num_addresses} addresses): name the networks "
+              "that need access")
+
+
 def validate(c: AppConfig) -> None:
     p = CONTEXT_KEY
     if not _DNS_LABEL.match(c.stack_prefix) or len(c.stack_prefix) > 40:
@@ -324,10 +341,9 @@ def validate(c: AppConfig) -> None:
     if c.nat_gateways is not None and not 1 <= c.nat_gateways <= n_az:
         _fail(f"{p}.natGateways", c.nat_gateways, f"must be between 1 and the number of AZs ({n_az})")
     for i, cidr in enumerate(c.telco_peer_cidrs):
-        if _network(f"{p}.telcoPeerCidrs[{i}]", cidr).prefixlen == 0:
-            _fail(f"{p}.telcoPeerCidrs[{i}]", cidr, "opening telco ports to the whole internet is not allowed")
+        _peer_cidr(f"{p}.telcoPeerCidrs[{i}]", cidr, "opening telco ports to the whole internet")
     for i, cidr in enumerate(c.endpoint_public_access_cidrs):
-        _network(f"{p}.endpointPublicAccessCidrs[{i}]", cidr)
+        _peer_cidr(f"{p}.endpointPublicAccessCidrs[{i}]", cidr, "opening the Kubernetes API to the whole internet")
     for i, arn in enumerate(c.admin_role_arns):
         if not _ROLE_ARN.match(arn):
             _fail(f"{p}.adminRoleArns[{i}]", arn, "not an IAM role ARN")
