@@ -7,11 +7,12 @@ network's device index and completes the action; on terminate it removes what it
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
@@ -46,6 +47,7 @@ class EniAttacher(Construct):
         multus_subnets: list[list[ec2.ISubnet]],
         security_group: ec2.ISecurityGroup,
         log_retention: logs.RetentionDays,
+        log_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -58,7 +60,9 @@ class EniAttacher(Construct):
             }
             for pos, net in enumerate(networks)
         ]
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        # Deleted with the stack (the CDK default would keep it); encrypted with the app's logs key when given.
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=log_key,
+                                       removal_policy=RemovalPolicy.DESTROY)
         self.dead_letter_queue = sqs.Queue(
             self, "DeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
             retention_period=Duration.days(14),

@@ -98,6 +98,7 @@ class MultusNodeGroup(Construct):
         multus_subnets: list[list[ec2.ISubnet]],
         multus_security_group: ec2.ISecurityGroup,
         log_retention,  # noqa: ANN001 - aws_logs.RetentionDays
+        log_key=None,  # noqa: ANN001 - aws_kms.IKey: encrypts the ENI Lambda's log group
     ) -> None:
         super().__init__(scope, construct_id)
         # A fixed name lets the EventBridge rule and the IAM policy name the group without a dependency cycle.
@@ -161,6 +162,7 @@ class MultusNodeGroup(Construct):
         self.eni_attacher = EniAttacher(
             self, "EniAttacher", asg_name=self.asg_name, networks=config.multus_networks,
             multus_subnets=multus_subnets, security_group=multus_security_group, log_retention=log_retention,
+            log_key=log_key,
         )
         self.auto_scaling_group = autoscaling.AutoScalingGroup(
             self, "Group",

@@ -35,6 +35,7 @@ class WorkersStack(PinnedAzStack):
                 self, construct_id, config=config, group=group, cluster=cluster, vpc=network.vpc,
                 node_subnets=network.private_subnets, multus_subnets=network.multus_subnets,
                 multus_security_group=network.multus_security_group, log_retention=log_retention(config),
+                log_key=cluster_stack.logs_key,
             )
             ng.auto_scaling_group.node.add_dependency(self.cni_identity)
             CfnOutput(self, f"{construct_id}AsgName", value=ng.asg_name)

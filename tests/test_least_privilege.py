@@ -122,3 +122,37 @@ def test_eni_lambda_network_interface_statements_are_pinned_to_the_multus_subnet
     assert set(statements) == {"CreateOwnedEni", "TagOnCreate", "ManageOwnedEni"}
     for sid, statement in statements.items():
         assert len(statement["Condition"]["ArnEquals"]["ec2:Subnet"]) == 4, sid
+
+
+# ------------------------------------------------------------------------------------------ logs we own
+
+
+def test_every_log_group_has_retention_our_key_and_is_deleted_with_its_stack(synthesized):
+    groups = {k: r for k, r in _all_resources(synthesized).items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert len(groups) == 3  # control plane, flow logs, ENI Lambda
+    for name, group in groups.items():
+        props = group["Properties"]
+        assert props["RetentionInDays"] == 30, name
+        assert "LogsKey" in json.dumps(props["KmsKeyId"]), name
+        assert group["DeletionPolicy"] == "Delete", name
+
+
+def test_the_control_plane_log_group_exists_before_the_cluster(synthesized):
+    cluster = synthesized.templates["eks-multus-cluster"]
+    ((cluster_id, eks_cluster),) = resources(cluster, "AWS::EKS::Cluster").items()
+    ((group_id, group),) = [(k, r) for k, r in resources(cluster, "AWS::Logs::LogGroup").items()
+                            if "ControlPlane" in k]
+    assert group["Properties"]["LogGroupName"] == f"/aws/eks/{eks_cluster['Properties']['Name']}/cluster"
+    assert group_id in eks_cluster["DependsOn"]
+
+
+def test_logs_key_rotates_is_kept_and_lets_only_this_accounts_log_groups_use_it(synthesized):
+    cluster = synthesized.templates["eks-multus-cluster"]
+    ((_, key),) = [(k, r) for k, r in resources(cluster, "AWS::KMS::Key").items() if k.startswith("LogsKey")]
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == "Retain"
+    (logs,) = [s for s in key["Properties"]["KeyPolicy"]["Statement"]
+               if s.get("Sid") == "CloudWatchLogsOfThisAccountAndRegion"]
+    assert logs["Principal"] == {"Service": "logs.us-west-2.amazonaws.com"}
+    context = json.dumps(logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
+    assert ":logs:us-west-2:" in context and "AWS::AccountId" in context and "log-group:*" in context
