@@ -156,3 +156,31 @@ def test_logs_key_rotates_is_kept_and_lets_only_this_accounts_log_groups_use_it(
     assert logs["Principal"] == {"Service": "logs.us-west-2.amazonaws.com"}
     context = json.dumps(logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
     assert ":logs:us-west-2:" in context and "AWS::AccountId" in context and "log-group:*" in context
+
+
+def _network_interface_condition_keys(action: str) -> set[str]:
+    from policy_sentry.querying.actions import get_action_data
+
+    service, name = action.split(":")
+    rows = get_action_data(service, name)[service]
+    return {key for row in rows if ":network-interface/" in row["resource_arn_format"] for key in row["condition_keys"]}
+
+
+def test_every_ec2_subnet_condition_is_one_the_service_authorization_reference_lists(synthesized):
+    """A condition key IAM does not evaluate for an action would make the statement never match (or, under a
+    Deny, never apply): checked against policy_sentry's offline copy of the Service Authorization Reference."""
+    checked = 0
+    for name, res in _all_resources(synthesized).items():
+        if res["Type"] != "AWS::IAM::Policy":
+            continue
+        for statement in res["Properties"]["PolicyDocument"]["Statement"]:
+            if "ec2:Subnet" not in json.dumps(statement.get("Condition", {})):
+                continue
+            assert all(":network-interface/" in json.dumps(r) for r in (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]))
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            for action in actions:
+                assert "ec2:Subnet" in _network_interface_condition_keys(action), (name, action)
+                checked += 1
+    assert checked == 8  # controller: assign, unassign; ENI Lambda: create, tag, attach, detach, modify, delete
+    assert "ec2:Subnet" not in _network_interface_condition_keys("ec2:DescribeNetworkInterfaces")  # can fail
