@@ -9,7 +9,7 @@ CDK_FLAGS := --no-notices
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: deps synth test lint bench deploy destroy verify clean
+.PHONY: deps synth test lint bench deploy destroy verify clean controller-lock
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -51,6 +51,10 @@ destroy: deps
 
 verify: deps  ## checks a deployed cluster (kubeconfig, or --cluster-name/--region via ARGS)
 	$(PY) -m eks_multus_cdk.verify $(ARGS)
+
+controller-lock: deps  ## re-pin the controller image: every transitive dependency, with hashes (after editing its requirements.txt)
+	PIP_CONSTRAINT= $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file controller/requirements.lock controller/requirements.txt
 
 clean:
 	rm -rf cdk.out .pytest_cache

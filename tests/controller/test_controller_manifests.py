@@ -345,7 +345,7 @@ def test_image_asset_builds_from_the_controller_folder_for_amd64(synthesized):
     ((_, source),) = docker_assets(artifact).items()
     staged = Path(artifact.assembly.directory) / source["directory"]
     assert sorted(p.name for p in staged.iterdir()) == [
-        ".dockerignore", "Dockerfile", "multus_ip_controller", "requirements.txt"]
+        ".dockerignore", "Dockerfile", "multus_ip_controller", "requirements.lock", "requirements.txt"]
     assert not list(staged.rglob("__pycache__"))
     assert source["platform"] == "linux/amd64"
 
