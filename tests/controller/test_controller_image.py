@@ -50,7 +50,7 @@ def test_every_locked_package_carries_hashes():
 
 def test_dockerfile_installs_only_the_lock_with_hashes_on_a_version_pinned_base():
     dockerfile = (CONTROLLER_DIR / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim-\w+$", dockerfile, re.M)
+    assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?$", dockerfile, re.M)
     (install,) = [line for line in dockerfile.splitlines() if "pip install" in line]
     assert "--require-hashes" in install and "--no-deps" in install and "-r requirements.lock" in install
     assert "COPY requirements.lock ." in dockerfile and "COPY requirements.txt" not in dockerfile
