@@ -122,6 +122,9 @@ class AppConfig:
     cross_node_traffic: bool = _key("crossNodeTraffic", default=True)
     sample_pods: bool = _key("samplePods", default=True)
     sample_pod_image: str = _key("samplePodImage", default="docker.io/nicolaka/netshoot:v0.13")
+    # Namespace of the NADs and the sample pods (created by the app); with Multus' namespaceIsolation only its pods
+    # may use the networks.
+    network_namespace: str = _key("networkNamespace", default="multus-networks")
 
     @property
     def nat_gateway_count(self) -> int:
@@ -353,6 +356,9 @@ def validate(c: AppConfig) -> None:
         _fail(f"{p}.bastionInstanceType", c.bastion_instance_type, "not an EC2 instance type such as t3.small")
     if c.log_retention_days not in LOG_RETENTION_DAYS:
         _fail(f"{p}.logRetentionDays", c.log_retention_days, "not a CloudWatch Logs retention period")
+    if not _DNS_LABEL.match(c.network_namespace) or c.network_namespace.startswith("kube-"):
+        _fail(f"{p}.networkNamespace", c.network_namespace,
+              "a namespace name of lowercase letters, digits and '-', not a kube-* system namespace")
     if not c.sample_pod_image or ":" not in c.sample_pod_image.rsplit("/", 1)[-1]:
         _fail(f"{p}.samplePodImage", c.sample_pod_image, "pin the image with a tag (name:tag)")
 

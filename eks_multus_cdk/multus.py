@@ -15,17 +15,16 @@ from __future__ import annotations
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
-from eks_multus_cdk import naming
 from eks_multus_cdk.config import AppConfig
 from eks_multus_cdk.multus_manifests import multus_manifests
 from eks_multus_cdk.nads import network_attachment_definitions
 from eks_multus_cdk.sample_pods import sample_pod_manifests
 
 
-def network_namespace() -> dict:
-    """The namespace that holds the NADs and the sample pods (`naming.NAD_NAMESPACE`)."""
+def network_namespace(config: AppConfig) -> dict:
+    """The namespace that holds the NADs and the sample pods (`networkNamespace`)."""
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": naming.NAD_NAMESPACE, "labels": {"app.kubernetes.io/part-of": "eks-multus"}}}
+        "name": config.network_namespace, "labels": {"app.kubernetes.io/part-of": "eks-multus"}}}
 
 
 class MultusCni(Construct):
@@ -44,7 +43,7 @@ class MultusCni(Construct):
             "NetworkAttachmentDefinitions",
             cluster=cluster,
             # The dedicated namespace first: with namespaceIsolation only its pods may use these NADs.
-            manifest=[network_namespace(), *network_attachment_definitions(config)],
+            manifest=[network_namespace(config), *network_attachment_definitions(config)],
             overwrite=True,
         )
         self.nad_manifest.node.add_dependency(self.daemonset_manifest)

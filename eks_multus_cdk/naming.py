@@ -8,8 +8,8 @@ from __future__ import annotations
 
 IFNAME_PREFIX = "multus"
 # Multus runs with namespaceIsolation: a pod may only use NADs of its own namespace (or of kube-system, the one
-# global namespace). The NADs live in this dedicated namespace and the sample pods run there (README: "Letting
-# another namespace use a network").
+# global namespace). The NADs live in a dedicated namespace, `networkNamespace` in the config (this by default),
+# and the sample pods run there (README: "Letting another namespace use a network").
 NAD_NAMESPACE = "multus-networks"
 SAMPLE_NAMESPACE = NAD_NAMESPACE
 # Tag on every Multus ENI naming the Auto Scaling group it belongs to (value: `asg_name`). IAM gates every write

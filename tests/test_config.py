@@ -89,6 +89,8 @@ BAD = [
     ({}, {"endpointPublicAccessCidrs": '["10.0.0.0/7"]'}, 'eksMultus.endpointPublicAccessCidrs[0] = "10.0.0.0/7"'),
     ({}, {"endpointPublicAccessCidrs": '["203.0.113.0/33"]'}, "eksMultus.endpointPublicAccessCidrs[0]"),
     ({}, {"nodeSsm": '"yes"'}, 'eksMultus.nodeSsm = "yes": expected a boolean'),
+    ({}, {"networkNamespace": "kube-system"}, 'eksMultus.networkNamespace = "kube-system": a namespace name'),
+    ({}, {"networkNamespace": "Team_A"}, 'eksMultus.networkNamespace = "Team_A"'),
     ({}, {"nodeGroups.0.minSize": "3"}, "eksMultus.nodeGroups[0].desiredCapacity"),
     ({}, {"nodeGroups.0.instanceType": "x9.large"}, "set maxNetworkInterfaces"),
     ({}, {"kubernetesVersion": '"1.29"'}, 'eksMultus.kubernetesVersion = "1.29"'),
