@@ -170,9 +170,11 @@ def ec2_holders(client: Any) -> Callable[[Sequence[str]], list[dict[str, Any]]]:
 class KubeRecords:
     """The Kubernetes reads and writes of the claim check: whereabouts IPPools and events on pods."""
 
-    def __init__(self, api_client: Any, whereabouts_namespace: str = "kube-system") -> None:
+    def __init__(self, api_client: Any = None, whereabouts_namespace: str = "kube-system") -> None:
+        """`api_client` None: a client from the configuration already loaded (in-cluster, by kube.KubeClient)."""
         from kubernetes import client
 
+        api_client = api_client or client.ApiClient()
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._namespace = whereabouts_namespace

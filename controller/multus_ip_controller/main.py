@@ -270,7 +270,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         log.error(json.dumps({"msg": "cannot start", "node": settings.node_name, "error": str(err)[:500]}))
         return 1
     ec2_client = ec2_mod.make_client(settings.region)
-    records = claims.KubeRecords(kube_client._api)
+    records = claims.KubeRecords()
     controller = Controller(
         vet_claims=claims.ClaimChecker(
             list_ippools=records.list_ippools, describe_holders=claims.ec2_holders(ec2_client),
