@@ -9,18 +9,24 @@ CDK_FLAGS := --no-notices
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: deps synth test lint bench deploy destroy verify clean
+.PHONY: deps synth test lint bench deploy destroy verify clean controller-lock
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# checkov pins boto3 1.35, which the app cannot use: the scanner gets its own venv.
+.venv-scan/.installed: requirements-scan.txt
+	test -x .venv-scan/bin/python || python3 -m venv .venv-scan
+	.venv-scan/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-scan.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-deps: $(VENV)/.installed node_modules/.installed
+deps: $(VENV)/.installed .venv-scan/.installed node_modules/.installed
 
 synth: deps  ## write the cloud assembly to cdk.out/ (no AWS account needed)
 	$(CDK) synth $(CDK_FLAGS) --quiet
@@ -28,10 +34,10 @@ synth: deps  ## write the cloud assembly to cdk.out/ (no AWS account needed)
 test: deps  ## every test: config, constructs, snapshots, cfn-lint, cdk-nag, Lambda (moto), node script, CNI data plane
 	$(PY) -m pytest
 
-lint: deps  ## ruff, shellcheck, cfn-lint and cdk-nag over the synthesized app
+lint: deps  ## ruff, shellcheck, cfn-lint, cdk-nag and checkov over the synthesized app and its manifests
 	$(PY) -m ruff check .
 	shellcheck userdata/*.sh .ci/run
-	$(PY) -m pytest -q tests/test_compliance.py
+	$(PY) -m pytest -q tests/test_compliance.py tests/test_checkov.py
 
 bench: deps  ## synth time against a bare aws_eks_v2 app, and the ENI Lambda's figures
 	$(PY) bench/synth_bench.py
@@ -45,6 +51,10 @@ destroy: deps
 
 verify: deps  ## checks a deployed cluster (kubeconfig, or --cluster-name/--region via ARGS)
 	$(PY) -m eks_multus_cdk.verify $(ARGS)
+
+controller-lock: deps  ## re-pin the controller image: every transitive dependency, with hashes (after editing its requirements.txt)
+	PIP_CONSTRAINT= $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file controller/requirements.lock controller/requirements.txt
 
 clean:
 	rm -rf cdk.out .pytest_cache

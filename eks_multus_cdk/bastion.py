@@ -77,13 +77,16 @@ class Bastion(Construct):
             security_group=self.security_group,
             role=self.role,
             user_data=user_data,
-            require_imdsv2=True,
             detailed_monitoring=True,
             block_devices=[ec2.BlockDevice(
                 device_name="/dev/xvda",
                 volume=ec2.BlockDeviceVolume.ebs(20, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
             )],
         )
+        # IMDSv2 only, hop limit 1, on the instance itself (the construct's require_imdsv2 would add a launch
+        # template without a hop limit, leaving it to the account's IMDS defaults).
+        self.instance.instance.metadata_options = ec2.CfnInstance.MetadataOptionsProperty(
+            http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1)
         acknowledge(self.role, {
             managed_policy_finding("AmazonSSMManagedInstanceCore"): "The AWS-maintained policy Session Manager "
             "needs; it replaces SSH keys and port 22.",

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 from constructs import Construct
 
 from eks_multus_cdk.compliance import acknowledge, managed_policy_finding
-from eks_multus_cdk.config import AppConfig
+from eks_multus_cdk.config import LOG_RETENTION_DAYS, AppConfig
 
 _KUBECTL_PROVIDER_REASON = (
     "aws-cdk-lib's kubectl provider (a Lambda and the custom-resource framework): its roles, managed policies and "
@@ -67,8 +68,17 @@ class Cluster(Construct):
         config: AppConfig,
         vpc: ec2.IVpc,
         private_subnets: list[ec2.ISubnet],
+        log_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        # The control plane's log group, made here (retention, our key, deleted with the stack) before EKS would
+        # create it without either: that needs the cluster's name in advance, so the cluster gets a fixed one.
+        self.cluster_name = config.stack_prefix
+        self.log_group = logs.LogGroup(
+            self, "ControlPlaneLogs", log_group_name=f"/aws/eks/{self.cluster_name}/cluster",
+            retention=getattr(logs.RetentionDays, LOG_RETENTION_DAYS[config.log_retention_days]),
+            encryption_key=log_key, removal_policy=RemovalPolicy.DESTROY,
+        )
         self.secrets_key = kms.Key(
             self, "SecretsKey", enable_key_rotation=True, description="EKS envelope encryption of Secrets"
         )
@@ -80,6 +90,7 @@ class Cluster(Construct):
         self.cluster = eks.Cluster(
             self,
             "Cluster",
+            cluster_name=self.cluster_name,
             version=eks.KubernetesVersion.of(config.kubernetes_version),
             vpc=vpc,
             vpc_subnets=[ec2.SubnetSelection(subnets=private_subnets)],
@@ -98,6 +109,7 @@ class Cluster(Construct):
                 private_subnets=private_subnets,
             ),
         )
+        self.cluster.node.add_dependency(self.log_group)
         acknowledge(self.cluster.role, {
             managed_policy_finding("AmazonEKSClusterPolicy"): "The EKS service role policy EKS requires for the "
             "control plane; AWS maintains it as EKS gains features.",

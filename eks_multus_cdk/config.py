@@ -118,11 +118,17 @@ class AppConfig:
     admin_role_arns: tuple[str, ...] = _key("adminRoleArns", default=())
     bastion: bool = _key("bastion", default=True)
     bastion_instance_type: str = _key("bastionInstanceType", default="t3.small")
+    # Session Manager on worker nodes: off by default (see README, "Security"): the bastion and
+    # `kubectl debug node/...` cover debugging without giving every node the SSM agent's rights.
+    node_ssm: bool = _key("nodeSsm", default=False)
     log_retention_days: int = _key("logRetentionDays", default=30)
     node_groups: tuple[NodeGroupConfig, ...] = _key("nodeGroups", default=(NodeGroupConfig(name="ng1"),))
     cross_node_traffic: bool = _key("crossNodeTraffic", default=True)
     sample_pods: bool = _key("samplePods", default=True)
     sample_pod_image: str = _key("samplePodImage", default="docker.io/nicolaka/netshoot:v0.13")
+    # Namespace of the NADs and the sample pods (created by the app); with Multus' namespaceIsolation only its pods
+    # may use the networks.
+    network_namespace: str = _key("networkNamespace", default="multus-networks")
 
     @property
     def nat_gateway_count(self) -> int:
@@ -259,6 +265,20 @@ def _network(path: str, value: str) -> ipaddress.IPv4Network:
         _fail(path, value, f"not an IPv4 CIDR block ({err})")
 
 
+# The widest peer range accepted where the internet can reach us (API endpoint, telco ports): a /8 is already
+# 16.7 million addresses; anything wider is "everyone" in practice.
+WIDEST_PEER_PREFIX = 8
+
+
+def _peer_cidr(path: str, value: str, what: str) -> None:
+    net = _network(path, value)
+    if net.prefixlen == 0:
+        _fail(path, value, f"{what} is not allowed")
+    if net.prefixlen < WIDEST_PEER_PREFIX:
+        _fail(path, value, f"wider than /{WIDEST_PEER_PREFIX} ({net.num_addresses} addresses): name the networks "
+              "that need access")
+
+
 def validate(c: AppConfig) -> None:
     p = CONTEXT_KEY
     if not _DNS_LABEL.match(c.stack_prefix) or len(c.stack_prefix) > 40:
@@ -335,10 +355,9 @@ def validate(c: AppConfig) -> None:
     if c.nat_gateways is not None and not 1 <= c.nat_gateways <= n_az:
         _fail(f"{p}.natGateways", c.nat_gateways, f"must be between 1 and the number of AZs ({n_az})")
     for i, cidr in enumerate(c.telco_peer_cidrs):
-        if _network(f"{p}.telcoPeerCidrs[{i}]", cidr).prefixlen == 0:
-            _fail(f"{p}.telcoPeerCidrs[{i}]", cidr, "opening telco ports to the whole internet is not allowed")
+        _peer_cidr(f"{p}.telcoPeerCidrs[{i}]", cidr, "opening telco ports to the whole internet")
     for i, cidr in enumerate(c.endpoint_public_access_cidrs):
-        _network(f"{p}.endpointPublicAccessCidrs[{i}]", cidr)
+        _peer_cidr(f"{p}.endpointPublicAccessCidrs[{i}]", cidr, "opening the Kubernetes API to the whole internet")
     for i, arn in enumerate(c.admin_role_arns):
         if not _ROLE_ARN.match(arn):
             _fail(f"{p}.adminRoleArns[{i}]", arn, "not an IAM role ARN")
@@ -348,6 +367,9 @@ def validate(c: AppConfig) -> None:
         _fail(f"{p}.bastionInstanceType", c.bastion_instance_type, "not an EC2 instance type such as t3.small")
     if c.log_retention_days not in LOG_RETENTION_DAYS:
         _fail(f"{p}.logRetentionDays", c.log_retention_days, "not a CloudWatch Logs retention period")
+    if not _DNS_LABEL.match(c.network_namespace) or c.network_namespace.startswith("kube-"):
+        _fail(f"{p}.networkNamespace", c.network_namespace,
+              "a namespace name of lowercase letters, digits and '-', not a kube-* system namespace")
     if not c.sample_pod_image or ":" not in c.sample_pod_image.rsplit("/", 1)[-1]:
         _fail(f"{p}.samplePodImage", c.sample_pod_image, "pin the image with a tag (name:tag)")
 

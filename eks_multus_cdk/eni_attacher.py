@@ -7,11 +7,12 @@ network's device index and completes the action; on terminate it removes what it
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
@@ -46,6 +47,7 @@ class EniAttacher(Construct):
         multus_subnets: list[list[ec2.ISubnet]],
         security_group: ec2.ISecurityGroup,
         log_retention: logs.RetentionDays,
+        log_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -58,7 +60,9 @@ class EniAttacher(Construct):
             }
             for pos, net in enumerate(networks)
         ]
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        # Deleted with the stack (the CDK default would keep it); encrypted with the app's logs key when given.
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=log_key,
+                                       removal_policy=RemovalPolicy.DESTROY)
         self.dead_letter_queue = sqs.Queue(
             self, "DeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
             retention_period=Duration.days(14),
@@ -112,21 +116,25 @@ class EniAttacher(Construct):
             return stack.format_arn(service="ec2", resource=resource, resource_name=name)
 
         eni_arn = arn("network-interface", "*")
-        owned = {"StringEquals": {f"ec2:ResourceTag/{OWNER_TAG}": asg_name}}
+        # ec2:Subnet (listed for these actions on network-interface in the Service Authorization Reference): only
+        # ENIs in the Multus subnets, whatever their tags say.
+        in_multus_subnets = {"ArnEquals": {"ec2:Subnet": [
+            arn("subnet", s.subnet_id) for subnets in multus_subnets for s in subnets]}}
+        owned = {"StringEquals": {f"ec2:ResourceTag/{OWNER_TAG}": asg_name}, **in_multus_subnets}
         in_group = {"StringEquals": {"ec2:ResourceTag/aws:autoscaling:groupName": asg_name}}
         statements = [
             iam.PolicyStatement(  # EC2 has no resource-level permissions for Describe*.
                 sid="Describe", actions=["ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces"], resources=["*"]),
             iam.PolicyStatement(
                 sid="CreateOwnedEni", actions=["ec2:CreateNetworkInterface"], resources=[eni_arn],
-                conditions={"StringEquals": {f"aws:RequestTag/{OWNER_TAG}": asg_name}}),
+                conditions={"StringEquals": {f"aws:RequestTag/{OWNER_TAG}": asg_name}, **in_multus_subnets}),
             iam.PolicyStatement(
                 sid="CreateEniInMultusSubnets", actions=["ec2:CreateNetworkInterface"],
                 resources=[arn("subnet", s.subnet_id) for subnets in multus_subnets for s in subnets]
                 + [arn("security-group", sg.security_group_id)]),
             iam.PolicyStatement(
                 sid="TagOnCreate", actions=["ec2:CreateTags"], resources=[eni_arn],
-                conditions={"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}}),
+                conditions={"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}, **in_multus_subnets}),
             iam.PolicyStatement(
                 sid="ManageOwnedEni", resources=[eni_arn], conditions=owned,
                 actions=["ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface",
@@ -150,8 +158,10 @@ class EniAttacher(Construct):
             f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(self.log_group.node.default_child)}.Arn>:*]":
             "Log streams of this function's own log group.",
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{stack.region}:<AWS::AccountId>:network-interface/*]":
-            "ENI ids do not exist before the Lambda creates them; every statement on them requires the owner tag "
-            "(on create as a request tag, afterwards as a resource tag).",
+            "ENI ids do not exist before the Lambda creates them. Every statement on network-interface/* requires "
+            "the ENI to be in a Multus subnet (ec2:Subnet); create requires the owner tag as a request tag, "
+            "attach/detach/modify/delete require it as a resource tag, and CreateTags is allowed only inside "
+            "CreateNetworkInterface (ec2:CreateAction), so the function cannot tag an existing ENI as its own.",
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{stack.region}:<AWS::AccountId>:instance/*]":
             "Instance ids are unknown at deploy time; attach/detach is limited to instances tagged with this "
             "Auto Scaling group's name.",

@@ -21,6 +21,12 @@ from eks_multus_cdk.nads import network_attachment_definitions
 from eks_multus_cdk.sample_pods import sample_pod_manifests
 
 
+def network_namespace(config: AppConfig) -> dict:
+    """The namespace that holds the NADs and the sample pods (`networkNamespace`)."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": config.network_namespace, "labels": {"app.kubernetes.io/part-of": "eks-multus"}}}
+
+
 class MultusCni(Construct):
     """Multus CNI, its networks and (optionally) the sample pods on an EKS cluster with a kubectl provider.
 
@@ -36,7 +42,8 @@ class MultusCni(Construct):
             self,
             "NetworkAttachmentDefinitions",
             cluster=cluster,
-            manifest=network_attachment_definitions(config),
+            # The dedicated namespace first: with namespaceIsolation only its pods may use these NADs.
+            manifest=[network_namespace(config), *network_attachment_definitions(config)],
             overwrite=True,
         )
         self.nad_manifest.node.add_dependency(self.daemonset_manifest)

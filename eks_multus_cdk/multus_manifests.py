@@ -21,7 +21,9 @@ MULTUS_REPOSITORY = "eks/multus-cni"
 IMAGE_PLACEHOLDER = "multus-image-set-by-renderer"
 
 # manifests/multus/, applied in this order (the CRD before anything could name a NetworkAttachmentDefinition).
-MANIFEST_FILES = ("network-attachment-definition-crd.yaml", "multus-daemonset-thick.yaml")
+# The admission policy that keeps network-status Multus' own comes last: it names Multus' service account.
+MANIFEST_FILES = ("network-attachment-definition-crd.yaml", "multus-daemonset-thick.yaml",
+                  "network-status-admission.yaml")
 
 # Region -> account of the EKS add-on image registry, from the EKS user guide page "View Amazon container image
 # registries for Amazon EKS add-ons" (awsdocs/amazon-eks-user-guide latest/ug/workloads/add-ons-images.adoc;

@@ -160,7 +160,7 @@ def network_attachment_definitions(config: AppConfig) -> list[dict[str, Any]]:
                 "kind": NAD_KIND,
                 "metadata": {
                     "name": naming.nad_name(network.name, az),
-                    "namespace": naming.NAD_NAMESPACE,
+                    "namespace": config.network_namespace,
                     "labels": {
                         "app.kubernetes.io/part-of": "eks-multus",
                         "topology.kubernetes.io/zone": az,

@@ -7,8 +7,11 @@ Multus network i (0-based, in config order) is attached at EC2 device index i + 
 from __future__ import annotations
 
 IFNAME_PREFIX = "multus"
-NAD_NAMESPACE = "default"
-SAMPLE_NAMESPACE = "default"
+# Multus runs with namespaceIsolation: a pod may only use NADs of its own namespace (or of kube-system, the one
+# global namespace). The NADs live in a dedicated namespace, `networkNamespace` in the config (this by default),
+# and the sample pods run there (README: "Letting another namespace use a network").
+NAD_NAMESPACE = "multus-networks"
+SAMPLE_NAMESPACE = NAD_NAMESPACE
 # Tag on every Multus ENI naming the Auto Scaling group it belongs to (value: `asg_name`). IAM gates every write
 # by the ENI Lambda and the pod-address controller on it; lambda/ and controller/ carry the same literal.
 OWNER_TAG = "eks-multus/owner"

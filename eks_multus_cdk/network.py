@@ -7,6 +7,7 @@ import ipaddress
 import jsii
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -55,7 +56,9 @@ class Network(Construct):
     in AZ order), `multus_security_group`, `flow_log_group`, `pod_range_reservations`.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, log_key: kms.IKey | None = None
+    ) -> None:
         super().__init__(scope, construct_id)
         azs = list(config.availability_zones)
         cidrs: dict[tuple[str, str], str] = {}
@@ -80,7 +83,8 @@ class Network(Construct):
             for pos, net in enumerate(config.multus_networks)
         ]
         self.flow_log_group = logs.LogGroup(
-            self, "FlowLogs", retention=log_retention(config), removal_policy=RemovalPolicy.DESTROY
+            self, "FlowLogs", retention=log_retention(config), removal_policy=RemovalPolicy.DESTROY,
+            encryption_key=log_key,
         )
         self.vpc = ec2.Vpc(
             self,

@@ -29,6 +29,13 @@ TERMINATE_HOOK = "multus-eni-terminate"
 # The Lambda finishes in seconds; this is how long an instance may wait before the default result applies.
 HOOK_TIMEOUT_SECONDS = 300
 INTERFACE_WAIT_SECONDS = 240
+IMDS_HOP_LIMIT = 1
+
+
+def node_managed_policies(*, ssm: bool) -> list[str]:
+    """AWS managed policies of the node role: kubelet's reads and image pulls; Session Manager only when asked."""
+    return ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
+            *(["AmazonSSMManagedInstanceCore"] if ssm else [])]
 
 
 def node_ami_parameter(kubernetes_version: str, architecture: ec2.InstanceArchitecture) -> str:
@@ -91,6 +98,7 @@ class MultusNodeGroup(Construct):
         multus_subnets: list[list[ec2.ISubnet]],
         multus_security_group: ec2.ISecurityGroup,
         log_retention,  # noqa: ANN001 - aws_logs.RetentionDays
+        log_key=None,  # noqa: ANN001 - aws_kms.IKey: encrypts the ENI Lambda's log group
     ) -> None:
         super().__init__(scope, construct_id)
         # A fixed name lets the EventBridge rule and the IAM policy name the group without a dependency cycle.
@@ -101,21 +109,19 @@ class MultusNodeGroup(Construct):
             self, "Role",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description=f"EKS worker nodes of {self.asg_name}",
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name(name)
-                for name in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
-                             "AmazonEC2ContainerRegistryPullOnly", "AmazonSSMManagedInstanceCore")
-            ],
+            # No AmazonEKS_CNI_Policy: the VPC CNI has its own Pod Identity role (pod_identity.VpcCniIdentity).
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(name) for name in node_managed_policies(
+                ssm=config.node_ssm)],
         )
         acknowledge(self.role, {
             managed_policy_finding("AmazonEKSWorkerNodePolicy"): "EKS's documented node policy for self-managed "
-            "nodes (kubelet's EKS/EC2 reads); AWS keeps it in step with EKS.",
-            managed_policy_finding("AmazonEKS_CNI_Policy"): "The VPC CNI on the node assigns pod IPs with the node "
-            "role, as in EKS's default self-managed setup.",
+            "nodes (kubelet's EKS/EC2 reads). Pods cannot use it: the launch template's IMDS hop limit is 1, so "
+            "only host-network processes reach the instance role.",
             managed_policy_finding("AmazonEC2ContainerRegistryPullOnly"): "Pull-only ECR access for the EKS add-on "
-            "and Multus images; no push or delete.",
-            managed_policy_finding("AmazonSSMManagedInstanceCore"): "Session Manager access to nodes for debugging "
-            "instead of SSH keys.",
+            "and Multus images; no push or delete. Host-network processes only (IMDS hop limit 1).",
+            **({managed_policy_finding("AmazonSSMManagedInstanceCore"): "nodeSsm is on: Session Manager access to "
+                "nodes instead of SSH keys. Host-network processes only (IMDS hop limit 1)."} if config.node_ssm
+               else {}),
         })
         self.access_entry = eks.AccessEntry(
             self, "AccessEntry", cluster=cluster, principal=self.role.role_arn,
@@ -143,7 +149,8 @@ class MultusNodeGroup(Construct):
             security_group=cluster.cluster_security_group,
             user_data=user_data,
             require_imdsv2=True,
-            http_put_response_hop_limit=2,
+            # 1: a pod off the host network is one hop further and never reaches the node role's credentials.
+            http_put_response_hop_limit=IMDS_HOP_LIMIT,
             detailed_monitoring=True,
             block_devices=[ec2.BlockDevice(
                 device_name="/dev/xvda",
@@ -155,6 +162,7 @@ class MultusNodeGroup(Construct):
         self.eni_attacher = EniAttacher(
             self, "EniAttacher", asg_name=self.asg_name, networks=config.multus_networks,
             multus_subnets=multus_subnets, security_group=multus_security_group, log_retention=log_retention,
+            log_key=log_key,
         )
         self.auto_scaling_group = autoscaling.AutoScalingGroup(
             self, "Group",

@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from aws_cdk import Stack, Token
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -32,6 +33,7 @@ from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.compliance import acknowledge
 from eks_multus_cdk.config import AppConfig
 from eks_multus_cdk.multus_manifests import load_manifest_file
+from eks_multus_cdk.pod_identity import pod_identity_principal
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "multus-pod-address-sync"
@@ -41,7 +43,7 @@ WHEREABOUTS_IMAGE = "ghcr.io/k8snetworkplumbingwg/whereabouts:v0.9.4"
 
 # Applied in this order: CRDs before anything that uses them, identities before workloads.
 WHEREABOUTS_FILES = ("crds.yaml", "rbac.yaml", "daemonset.yaml", "reconciler.yaml")
-CONTROLLER_FILES = ("rbac.yaml", "daemonset.yaml")
+CONTROLLER_FILES = ("rbac.yaml", "status-admission.yaml", "daemonset.yaml")
 
 # Graviton families carry a "g" after the generation digit (m7g, c6gn, t4g, r8gd); "g5" (GPU) does not.
 _ARM_FAMILY = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
@@ -157,6 +159,7 @@ class PodAddressSync(Construct):
         cluster: eks.ICluster,
         config: AppConfig,
         install_pod_identity_agent: bool = True,
+        multus_subnets: list[list[ec2.ISubnet]] | None = None,
     ) -> None:
         if not config.cross_node_traffic:
             raise ValueError("PodAddressSync is only for crossNodeTraffic: true (host-local needs no controller)")
@@ -178,7 +181,8 @@ class PodAddressSync(Construct):
         self.role = iam.Role(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
+            # Only this cluster's Pod Identity associations in this account can use the role.
+            assumed_by=pod_identity_principal(cluster),
             description="Multus pod-address controller: assigns pod addresses on this stack's Multus ENIs",
         )
         # EC2 has no resource-level permissions for Describe* actions: they need "*".
@@ -194,8 +198,15 @@ class PodAddressSync(Construct):
                 resources=[stack.format_arn(service="ec2", resource="network-interface", resource_name="*")],
                 # Exactly this app's node groups: a prefix wildcard would also match another deployment's
                 # groups whose stack prefix merely starts the same way.
-                conditions={"StringEquals": {f"ec2:ResourceTag/{naming.OWNER_TAG}": [
-                    naming.asg_name(config.stack_prefix, group.name) for group in config.node_groups]}},
+                conditions={
+                    "StringEquals": {f"ec2:ResourceTag/{naming.OWNER_TAG}": [
+                        naming.asg_name(config.stack_prefix, group.name) for group in config.node_groups]},
+                    # And only ENIs in the Multus subnets (the Service Authorization Reference lists ec2:Subnet
+                    # for both actions on network-interface): a mis-tagged ENI elsewhere stays out of reach.
+                    **({"ArnEquals": {"ec2:Subnet": [
+                        stack.format_arn(service="ec2", resource="subnet", resource_name=s.subnet_id)
+                        for subnets in multus_subnets for s in subnets]}} if multus_subnets else {}),
+                },
             )
         )
 
@@ -204,7 +215,8 @@ class PodAddressSync(Construct):
             "AwsSolutions-IAM5[Resource::*]": "ec2:DescribeNetworkInterfaces supports no resource-level permissions.",
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{region}:<AWS::AccountId>:network-interface/*]":
             "Multus ENIs are created per node at launch, so their ids are unknown at deploy time; assign and "
-            "unassign are allowed only on ENIs whose eks-multus/owner tag names one of this app's node groups.",
+            "unassign are allowed only on ENIs whose eks-multus/owner tag names one of this app's node groups "
+            "(and, when the Multus subnets are given, only in those subnets).",
         })
 
         controller_objects = render_controller(

@@ -56,7 +56,7 @@ def networks_annotation(config: AppConfig, positions: tuple[int, ...], az_index:
         [
             {
                 "name": naming.nad_name(config.multus_networks[position].name, az),
-                "namespace": naming.NAD_NAMESPACE,
+                "namespace": config.network_namespace,
                 "interface": pod_interface_name(i),
             }
             for i, position in enumerate(positions)
@@ -82,7 +82,7 @@ def sample_pod_manifests(config: AppConfig) -> list[dict[str, Any]]:
             continue
         host_devices_taken |= host_devices
         (pod,) = load_manifest_file(asset_path("manifests", "samples", filename))
-        pod["metadata"]["namespace"] = naming.SAMPLE_NAMESPACE
+        pod["metadata"]["namespace"] = config.network_namespace
         pod["metadata"].setdefault("annotations", {})[NETWORKS_ANNOTATION] = networks_annotation(config, positions)
         pod["spec"]["nodeSelector"] = {ZONE_LABEL: config.availability_zones[SAMPLE_AZ_INDEX]}
         for container in pod["spec"]["containers"]:

@@ -10,6 +10,7 @@ from constructs import Construct
 from eks_multus_cdk.bastion import Bastion
 from eks_multus_cdk.cluster import Cluster
 from eks_multus_cdk.config import AppConfig
+from eks_multus_cdk.log_encryption import logs_key
 from eks_multus_cdk.network import Network
 from stacks.base import PinnedAzStack
 
@@ -18,9 +19,11 @@ class ClusterStack(PinnedAzStack):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, config=config,
                          description="eks-multus-cdk: VPC with Multus subnets, bastion, EKS cluster", **kwargs)
-        self.network = Network(self, "Network", config=config)
+        # One customer-managed key for every log group of the app (this stack's and the workers stack's).
+        self.logs_key = logs_key(self, "LogsKey")
+        self.network = Network(self, "Network", config=config, log_key=self.logs_key)
         self.cluster = Cluster(self, "Cluster", config=config, vpc=self.network.vpc,
-                               private_subnets=self.network.private_subnets)
+                               private_subnets=self.network.private_subnets, log_key=self.logs_key)
         self.bastion = (
             Bastion(self, "Bastion", config=config, vpc=self.network.vpc, subnets=self.network.private_subnets,
                     cluster=self.cluster.cluster)

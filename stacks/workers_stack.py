@@ -12,6 +12,7 @@ from eks_multus_cdk.multus import MultusCni
 from eks_multus_cdk.network import log_retention
 from eks_multus_cdk.node_group import MultusNodeGroup
 from eks_multus_cdk.pod_addresses import PodAddressSync
+from eks_multus_cdk.pod_identity import VpcCniIdentity
 from stacks.base import PinnedAzStack
 from stacks.cluster_stack import ClusterStack
 
@@ -24,6 +25,8 @@ class WorkersStack(PinnedAzStack):
                          description="eks-multus-cdk: Multus node groups, ENI Lambda, Multus CNI and samples", **kwargs)
         network = cluster_stack.network
         cluster = cluster_stack.cluster.cluster
+        # The VPC CNI's own Pod Identity role (the node role no longer carries AmazonEKS_CNI_Policy), before nodes.
+        self.cni_identity = VpcCniIdentity(self, "VpcCniIdentity", cluster=cluster)
         self.node_groups: list[MultusNodeGroup] = []
         for i, group in enumerate(config.node_groups):
             # The first group keeps the plain id; more groups are numbered, so adding one replaces nothing.
@@ -32,7 +35,9 @@ class WorkersStack(PinnedAzStack):
                 self, construct_id, config=config, group=group, cluster=cluster, vpc=network.vpc,
                 node_subnets=network.private_subnets, multus_subnets=network.multus_subnets,
                 multus_security_group=network.multus_security_group, log_retention=log_retention(config),
+                log_key=cluster_stack.logs_key,
             )
+            ng.auto_scaling_group.node.add_dependency(self.cni_identity)
             CfnOutput(self, f"{construct_id}AsgName", value=ng.asg_name)
             CfnOutput(self, f"{construct_id}EniFunction", value=ng.eni_attacher.function.function_name)
             self.node_groups.append(ng)
@@ -42,5 +47,8 @@ class WorkersStack(PinnedAzStack):
         # them to the node's Multus ENI, so the VPC delivers them. NADs name whereabouts; pods need it installed.
         self.pod_addresses = None
         if config.cross_node_traffic:
-            self.pod_addresses = PodAddressSync(self, "PodAddresses", cluster=cluster, config=config)
+            self.pod_addresses = PodAddressSync(
+                self, "PodAddresses", cluster=cluster, config=config, install_pod_identity_agent=False,
+                multus_subnets=network.multus_subnets)
+            self.pod_addresses.manifest.node.add_dependency(self.cni_identity.agent)
             self.multus.nad_manifest.node.add_dependency(self.pod_addresses.whereabouts_manifest)

@@ -21,12 +21,9 @@ def test_no_ssh_key_and_no_inbound_rule(synthesized):
     assert [(e["IpProtocol"], e["FromPort"]) for e in bastion_sg["Properties"]["SecurityGroupEgress"]] == [("tcp", 443)]
 
 
-def test_imdsv2_is_required(synthesized):
-    template = synthesized.templates["eks-multus-cluster"]
-    lt_id = _instance(synthesized)["LaunchTemplate"]["LaunchTemplateName"]
-    assert lt_id  # the Instance construct enforces IMDSv2 through a launch template
-    (lt,) = [v for v in resources(template, "AWS::EC2::LaunchTemplate").values()]
-    assert lt["Properties"]["LaunchTemplateData"]["MetadataOptions"]["HttpTokens"] == "required"
+def test_imdsv2_is_required_with_hop_limit_1(synthesized):
+    assert _instance(synthesized)["MetadataOptions"] == {
+        "HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 1}
 
 
 def test_root_volume_is_encrypted(synthesized):

@@ -88,6 +88,15 @@ BAD = [
     ({"availabilityZones": ["us-east-1a", "us-east-1b"]}, {}, "eksMultus.availabilityZones[0]"),
     ({}, {"multusNetworks.0.plugin": "sriov"}, 'eksMultus.multusNetworks[0].plugin = "sriov"'),
     ({}, {"telcoPeerCidrs": '["0.0.0.0/0"]'}, "eksMultus.telcoPeerCidrs[0]"),
+    ({}, {"telcoPeerCidrs": '["198.51.100.0/24", "64.0.0.0/2"]'},
+     'eksMultus.telcoPeerCidrs[1] = "64.0.0.0/2": wider than /8'),
+    ({}, {"endpointPublicAccessCidrs": '["0.0.0.0/0"]'},
+     'eksMultus.endpointPublicAccessCidrs[0] = "0.0.0.0/0": opening the Kubernetes API to the whole internet'),
+    ({}, {"endpointPublicAccessCidrs": '["10.0.0.0/7"]'}, 'eksMultus.endpointPublicAccessCidrs[0] = "10.0.0.0/7"'),
+    ({}, {"endpointPublicAccessCidrs": '["203.0.113.0/33"]'}, "eksMultus.endpointPublicAccessCidrs[0]"),
+    ({}, {"nodeSsm": '"yes"'}, 'eksMultus.nodeSsm = "yes": expected a boolean'),
+    ({}, {"networkNamespace": "kube-system"}, 'eksMultus.networkNamespace = "kube-system": a namespace name'),
+    ({}, {"networkNamespace": "Team_A"}, 'eksMultus.networkNamespace = "Team_A"'),
     ({}, {"nodeGroups.0.minSize": "3"}, "eksMultus.nodeGroups[0].desiredCapacity"),
     ({}, {"nodeGroups.0.instanceType": "x9.large"}, "set maxNetworkInterfaces"),
     ({}, {"kubernetesVersion": '"1.29"'}, 'eksMultus.kubernetesVersion = "1.29"'),
@@ -123,6 +132,11 @@ def test_bad_config_names_the_key_and_value(raw, overrides, message):
     with pytest.raises(ConfigError) as err:
         parse_config(raw, overrides)
     assert message in str(err.value)
+
+
+def test_widest_accepted_peer_range_is_a_slash_8():
+    c = parse_config({}, {"endpointPublicAccessCidrs": '["10.0.0.0/8"]', "telcoPeerCidrs": '["11.0.0.0/8"]'})
+    assert c.endpoint_public_access_cidrs == ("10.0.0.0/8",) and c.telco_peer_cidrs == ("11.0.0.0/8",)
 
 
 def test_app_exits_with_one_line_and_creates_nothing_on_bad_config(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -29,11 +30,11 @@ def _user_data(template: dict) -> str:
     return "".join(p if isinstance(p, str) else json.dumps(p) for p in parts)
 
 
-def test_launch_template_requires_imdsv2_with_hop_limit_2_and_encrypted_gp3(workers):
+def test_launch_template_requires_imdsv2_with_hop_limit_1_and_encrypted_gp3(workers):
     _, lt = _one(workers, "AWS::EC2::LaunchTemplate")
     data = lt["Properties"]["LaunchTemplateData"]
     assert data["MetadataOptions"]["HttpTokens"] == "required"
-    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
     (disk,) = data["BlockDeviceMappings"]
     assert disk["Ebs"] == {"Encrypted": True, "VolumeSize": 20, "VolumeType": "gp3"}
     assert data["InstanceType"] == "c5.large"
@@ -123,7 +124,9 @@ def _statements(workers) -> list[dict]:
 
 
 def test_eni_writes_require_the_owner_tag_and_no_action_wildcards(workers):
-    by_sid = {s.get("Sid"): s for s in _statements(workers)}
+    by_sid = {s.get("Sid"): s for s in copy.deepcopy(_statements(workers))}  # the template is session-wide
+    for sid in ("CreateOwnedEni", "ManageOwnedEni", "TagOnCreate"):  # subnet pinning: test_least_privilege.py
+        assert set(by_sid[sid]["Condition"].pop("ArnEquals")) == {"ec2:Subnet"}
     assert by_sid["CreateOwnedEni"]["Condition"] == {
         "StringEquals": {"aws:RequestTag/eks-multus/owner": "eks-multus-ng1"}}
     assert by_sid["ManageOwnedEni"]["Condition"] == {

@@ -16,8 +16,7 @@ from typing import Any
 
 from multus_ip_controller.planning import IPv4Network, PodAddress, in_ranges, normalize_ip, normalize_mac
 
-NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
-LEGACY_NETWORK_STATUS = "k8s.v1.cni.cncf.io/networks-status"  # Multus 3.x wrote this name as well
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"  # the only key read: Multus 4 writes it (admission-guarded)
 
 _PROVIDER_ID = re.compile(r"^aws:///(?P<az>[a-z0-9-]+)/(?P<instance>i-[0-9a-f]+)$")
 
@@ -88,7 +87,7 @@ def parse_network_status(raw: str | None) -> tuple[list[Attachment], str | None]
 def network_status_annotation(pod: dict[str, Any]) -> str | None:
     """The raw network-status annotation Multus writes, or None before it has run for the pod."""
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    return annotations.get(NETWORK_STATUS) or annotations.get(LEGACY_NETWORK_STATUS)
+    return annotations.get(NETWORK_STATUS)
 
 
 def pod_key(pod: dict[str, Any]) -> str:

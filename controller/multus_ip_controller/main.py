@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from multus_ip_controller import claims, credentials, kube, planning, readiness
 from multus_ip_controller import ec2 as ec2_mod
-from multus_ip_controller import kube, planning, readiness
 
 log = logging.getLogger("multus_ip_controller")
 
@@ -95,6 +95,7 @@ class Controller:
         emit: Callable[[dict[str, Any]], None] | None = None,
         patch_pod_condition: Callable[[str, str, dict[str, Any]], None] | None = None,
         clock: Callable[[], str] | None = None,
+        vet_claims: Callable[[list, list], tuple[list, list]] | None = None,
     ) -> None:
         self.ec2 = ec2
         self.instance_id = instance_id
@@ -106,6 +107,8 @@ class Controller:
         # None: readiness gates are not served (the tests of the EC2 side alone).
         self.patch_pod_condition = patch_pod_condition
         self.clock = clock or (lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        # Claims checked against the IPAM record and EC2 (claims.ClaimChecker.vet); None only in EC2-side tests.
+        self.vet_claims = vet_claims
 
     def reconcile(self, trigger: str = "resync") -> dict[str, Any]:
         """One full pass. Never raises for API errors: they are reported and the next pass retries."""
@@ -123,11 +126,13 @@ class Controller:
             pods = self.list_pods()
             desired, problems = kube.desired_addresses(pods, self.pod_ranges, self.master_device_index)
             enis = self.ec2.multus_enis(self.instance_id)
+            accepted, refused = self.vet_claims(desired, enis) if self.vet_claims else (desired, [])
         except Exception as err:  # noqa: BLE001 - read failures end this pass; the loop retries with backoff
             report["errors"].append({"op": "read", "code": ec2_mod.error_code(err), "message": str(err)[:300]})
             return self._finish(report, started)
 
-        result = planning.plan(desired, enis, self.pod_ranges)
+        result = planning.plan(accepted, enis, self.pod_ranges)
+        report["refused"] = [{"pod": r.pod, "ip": r.ip, "reason": r.reason} for r in refused]
         report.update(
             pods=len(pods),
             enis=len(enis),
@@ -253,13 +258,24 @@ def main(env: Mapping[str, str] | None = None) -> int:
         return 2
 
     try:
+        credentials.require_container_credentials(os.environ if env is None else env)
+    except credentials.CredentialsError as err:
+        log.error(json.dumps({"msg": "cannot start", "node": settings.node_name, "error": str(err)}))
+        return 3
+    credentials.disable_instance_metadata()
+    try:
         kube_client = kube.KubeClient()
         instance_id, zone = kube.node_instance(kube_client.get_node(settings.node_name))
     except Exception as err:  # noqa: BLE001 - exit non-zero with one readable line; kubelet restarts the pod
         log.error(json.dumps({"msg": "cannot start", "node": settings.node_name, "error": str(err)[:500]}))
         return 1
+    ec2_client = ec2_mod.make_client(settings.region)
+    records = claims.KubeRecords()
     controller = Controller(
-        ec2=ec2_mod.Ec2Adapter(ec2_mod.make_client(settings.region), settings.owner_prefix),
+        vet_claims=claims.ClaimChecker(
+            list_ippools=records.list_ippools, describe_holders=claims.ec2_holders(ec2_client),
+            owned=claims.owned_by(settings.owner_prefix), emit_event=records.emit_event).vet,
+        ec2=ec2_mod.Ec2Adapter(ec2_client, settings.owner_prefix),
         instance_id=instance_id,
         node_name=settings.node_name,
         pod_ranges=settings.pod_ranges,

@@ -105,11 +105,13 @@ def test_parse_network_status_reports_junk():
     assert len(attachments) == 1 and "not an object" in problem
 
 
-def test_legacy_annotation_name_is_read_too():
+def test_legacy_annotation_name_is_ignored():
+    """Multus 3.x's `networks-status` is not guarded by the admission policy: a pod owner could write it freely."""
     pod = {"metadata": {"namespace": "default", "name": "old", "annotations": {
-        kube.LEGACY_NETWORK_STATUS: '[{"name": "default/n", "interface": "net1", "ips": ["10.0.4.140"], '
-                                    '"mac": "02:00:00:00:00:01"}]'}}}
-    assert [a.ip for a in kube.pod_addresses(pod, RANGES)[0]] == ["10.0.4.140"]
+        "k8s.v1.cni.cncf.io/networks-status": '[{"name": "default/n", "interface": "net1", "ips": ["10.0.4.140"], '
+                                              '"mac": "02:00:00:00:00:01"}]'}}}
+    assert kube.pod_addresses(pod, RANGES)[0] == []
+    assert not hasattr(kube, "LEGACY_NETWORK_STATUS")
 
 
 def test_node_instance_from_provider_id():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 
@@ -10,6 +12,10 @@ from multus_ip_controller.main import Loop, Settings, SettingsError, main
 
 ENV = {"NODE_NAME": "ip-10-0-2-201.us-west-2.compute.internal", "POD_RANGES": '["10.0.4.128/25", "10.0.5.128/25"]',
        "AWS_REGION": "us-west-2", "RESYNC_SECONDS": "30", "ENI_OWNER_PREFIX": "eks-multus"}
+# What the EKS Pod Identity webhook injects (the agent's link-local endpoint and the projected token).
+POD_IDENTITY = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials",
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE":
+                    "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"}
 
 
 def test_settings_from_env():
@@ -77,5 +83,28 @@ def test_loop_retries_sooner_after_a_failed_pass():
 
 def test_main_exits_1_with_one_line_when_it_cannot_reach_the_cluster(monkeypatch, caplog):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    assert main({**ENV}) == 1
+    monkeypatch.delenv("AWS_EC2_METADATA_DISABLED", raising=False)
+    assert main({**ENV, **POD_IDENTITY}) == 1
     assert any('"cannot start"' in r.getMessage() for r in caplog.records)
+    assert os.environ["AWS_EC2_METADATA_DISABLED"] == "true"  # no IMDS fallback for anything later
+
+
+@pytest.mark.parametrize(("env", "names"), [
+    ({}, "AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE not set"),
+    ({"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials"},
+     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE not set"),
+    ({**POD_IDENTITY, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE"}, "AWS_ACCESS_KEY_ID set"),
+])
+def test_main_refuses_to_start_without_pod_identity_credentials(monkeypatch, caplog, env, names):
+    """A pod admitted before its association existed has no container credentials: botocore's chain would end at
+    the instance role (host network, hop limit 1 reaches IMDS). The controller must stop before any client exists."""
+    import multus_ip_controller.main as main_mod
+
+    def no_client(*args, **kwargs):
+        raise AssertionError("a client was built although credentials were refused")
+
+    monkeypatch.setattr(main_mod.kube, "KubeClient", no_client)
+    monkeypatch.setattr(main_mod.ec2_mod, "make_client", no_client)
+    assert main({**ENV, **env}) == 3
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if "cannot start" in r.getMessage()]
+    assert names in line["error"] and "refusing to start" in line["error"]

@@ -185,8 +185,13 @@ def test_controller_rbac_reads_and_patches_only_pod_status():
     (role,) = by_kind(objects, "ClusterRole")
     assert kubernetes_validate.validate(role, KUBERNETES_VERSION, strict=True) == KUBERNETES_VERSION
     writes = [r for r in role["rules"] if set(r["verbs"]) - {"get", "list", "watch"}]
-    # The one write: the readiness-gate condition, through the status subresource only (never pods themselves).
-    assert writes == [{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]}]
+    # The writes: the readiness-gate condition, through the status subresource only (never pods themselves; the
+    # admission policy also limits it to its own node and condition type), and events on refused claims.
+    assert writes == [{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+                      {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+    (record,) = by_kind(objects, "Role")
+    assert record["metadata"]["namespace"] == "kube-system"
+    assert record["rules"] == [{"apiGroups": ["whereabouts.cni.cncf.io"], "resources": ["ippools"], "verbs": ["list"]}]
     assert all("*" not in r["verbs"] + r["resources"] + r["apiGroups"] for r in role["rules"])
     (binding,) = by_kind(objects, "ClusterRoleBinding")
     (account,) = by_kind(objects, "ServiceAccount")
@@ -340,7 +345,7 @@ def test_image_asset_builds_from_the_controller_folder_for_amd64(synthesized):
     ((_, source),) = docker_assets(artifact).items()
     staged = Path(artifact.assembly.directory) / source["directory"]
     assert sorted(p.name for p in staged.iterdir()) == [
-        ".dockerignore", "Dockerfile", "multus_ip_controller", "requirements.txt"]
+        ".dockerignore", "Dockerfile", "multus_ip_controller", "requirements.lock", "requirements.txt"]
     assert not list(staged.rglob("__pycache__"))
     assert source["platform"] == "linux/amd64"
 

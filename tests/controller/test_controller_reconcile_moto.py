@@ -10,6 +10,12 @@ moto 5.2.5 gaps, closed here by patching its EC2 backend/handlers (see `moto_fix
   (InvalidParameterValue), which is what a controller racing a reassignment sees.
 - Attachment DeleteOnTermination cannot be set through the API (see DESIGN.md); the test sets the backend flag
   the ENI Lambda would have set, so terminating an instance deletes its Multus ENIs as EC2 does.
+- The `addresses.private-ip-address` filter of DescribeNetworkInterfaces matches only the primary address in
+  moto; EC2 matches every private address of the ENI (the claim check asks who holds an address with it).
+
+whereabouts is a stand-in here: `World.allocations` is its IPPool record (ip -> podref), written when a pod is
+added as whereabouts does at CNI ADD and released when the pod is deleted (CNI DEL), served as IPPool objects
+of the shape whereabouts v0.9.4 writes (one pool per range, offsets from the range's network address).
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import ec2_backends
+from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
+from multus_ip_controller import claims
 from multus_ip_controller import ec2 as ec2_mod
 from multus_ip_controller.main import Controller
 from multus_ip_controller.planning import parse_ranges
@@ -87,10 +95,21 @@ def _unassign_private_ip_addresses(self):
     return EmptyResult()
 
 
+def _eni_filter_value(self, filter_name, method_name=None):
+    """`addresses.private-ip-address` over every private address, as EC2 filters (moto: primary only)."""
+    if filter_name == "addresses.private-ip-address":
+        return [a["PrivateIpAddress"] for a in self.private_ip_addresses]
+    return _original_eni_filter_value(self, filter_name, method_name)
+
+
+_original_eni_filter_value = NetworkInterface.get_filter_value
+
+
 @pytest.fixture
 def moto_fixes(monkeypatch):
     monkeypatch.setattr(ElasticNetworkInterfaces, "assign_private_ip_addresses", _assign_private_ip_addresses)
     monkeypatch.setattr(ElasticNetworkInterfaces, "unassign_private_ip_addresses", _unassign_private_ip_addresses)
+    monkeypatch.setattr(NetworkInterface, "get_filter_value", _eni_filter_value)
 
 
 # ------------------------------------------------------------------------------------------ the world
@@ -122,6 +141,8 @@ class World:
         self.pods: dict[str, tuple[str, dict]] = {}  # "ns/name" -> (node name, pod object)
         self.patches: list[tuple[str, dict]] = []  # (pod, condition) of every pods/status PATCH
         self.patch_failures: dict[str, Exception] = {}  # pod -> what its PATCH raises
+        self.allocations: dict[str, str] = {}  # whereabouts' record: ip -> podref
+        self.events: list[tuple[str, str, str, str]] = []  # (namespace, name, reason, message)
         for n, name in enumerate(("node-a", "node-b")):
             self._add_node(name, n)
 
@@ -188,6 +209,18 @@ class World:
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]},
         }
         self.pods[f"default/{name}"] = (node, pod)
+        for _, ip in interfaces:  # whereabouts allocated them at CNI ADD
+            self.allocations[ip] = f"default/{name}"
+
+    def ippools(self) -> list[dict]:
+        """The allocations as whereabouts IPPool objects: one per Multus subnet, offsets from its network address."""
+        pools: dict[str, dict] = {}
+        for ip, podref in self.allocations.items():
+            network = ipaddress.IPv4Network(f"{ip}/24", strict=False)
+            pool = pools.setdefault(str(network), {"spec": {"range": str(network), "allocations": {}}})
+            offset = int(ipaddress.IPv4Address(ip)) - int(network.network_address)
+            pool["spec"]["allocations"][str(offset)] = {"id": "c0ffee", "podref": podref, "ifname": "net1"}
+        return list(pools.values())
 
     # ---- the pods/status subresource (a fake API server: strategic merge of status.conditions by type)
 
@@ -210,6 +243,7 @@ class World:
 
     def delete_pod(self, name: str) -> None:
         del self.pods[f"default/{name}"]
+        self.allocations = {ip: ref for ip, ref in self.allocations.items() if ref != f"default/{name}"}  # CNI DEL
 
     def pods_on(self, node: str) -> list[dict]:
         return [pod for where, pod in self.pods.values() if where == node]
@@ -238,6 +272,9 @@ class World:
             master_device_index=lambda name: int(name.split("-")[0].removeprefix("default/multus")),
             emit=emit or (lambda report: None),
             patch_pod_condition=self.patch_pod_condition,
+            vet_claims=claims.ClaimChecker(
+                list_ippools=self.ippools, describe_holders=claims.ec2_holders(client or self.client),
+                owned=claims.owned_by(PREFIX), emit_event=lambda *event: self.events.append(event)).vet,
         )
 
     # ---- EC2 truth
@@ -465,6 +502,7 @@ def test_one_bad_address_in_a_batch_does_not_block_the_rest(world):
                 f'[{{"name": "default/multus1-{REGION}a", "interface": "net1", "ips": ["10.0.6.210"], '
                 f'"mac": "{node.eni(1)["mac"]}"}}]'}},
         "spec": {"nodeName": "node-a"}, "status": {"phase": "Running"}})
+    world.allocations["10.0.6.210"] = "default/bad"
     report = world.controller("node-a").reconcile()
     assert [(e["ips"], e["code"]) for e in report["errors"]] == [(["10.0.6.210"], "InvalidParameterValue")]
     assert sorted(report["assigned"][node.eni(1)["id"]]) == ["10.0.4.210", "10.0.4.211"]

@@ -14,6 +14,7 @@ from multus_test_app import (
 )
 
 from eks_multus_cdk.config import AppConfig, parse_config
+from eks_multus_cdk.multus import network_namespace
 from eks_multus_cdk.multus_manifests import multus_manifests
 from eks_multus_cdk.nads import network_attachment_definitions
 from eks_multus_cdk.sample_pods import sample_pod_manifests
@@ -70,7 +71,8 @@ def test_three_manifests_in_dependency_order(base_template: dict[str, Any]) -> N
 
 def test_template_carries_the_rendered_objects(base_template: dict[str, Any], base_config: AppConfig) -> None:
     found = resources_by_content(base_template)
-    assert without_prune_labels(manifest_objects(found["nads"][1])) == network_attachment_definitions(base_config)
+    assert without_prune_labels(manifest_objects(found["nads"][1])) == [
+        network_namespace(base_config), *network_attachment_definitions(base_config)]  # the namespace before its NADs
     assert without_prune_labels(manifest_objects(found["daemonset"][1])) == multus_manifests(base_config.region)
     assert without_prune_labels(manifest_objects(found["samples"][1])) == sample_pod_manifests(base_config)
 
@@ -84,7 +86,8 @@ def test_no_samples_and_ids_independent_of_config_values(base_template: dict[str
     assert {role: logical_id for role, (logical_id, _) in found.items()} == {
         k: v for k, v in default_ids.items() if k != "samples"
     }, "renaming networks or changing the region must not replace the manifests"
-    assert without_prune_labels(manifest_objects(found["nads"][1])) == network_attachment_definitions(config)
+    assert without_prune_labels(manifest_objects(found["nads"][1])) == [
+        network_namespace(config), *network_attachment_definitions(config)]
     ds = next(o for o in manifest_objects(found["daemonset"][1]) if o["kind"] == "DaemonSet")
     assert ds["spec"]["template"]["spec"]["containers"][0]["image"].startswith("602401143452.dkr.ecr.eu-west-1.")
 

@@ -182,3 +182,17 @@ def test_nad_configs_reads_only_nads_and_rejects_duplicates() -> None:
     assert set(nad_configs([other, *nads])) == {nad["metadata"]["name"] for nad in nads}
     with pytest.raises(ValueError, match="multus1-us-west-2a"):
         nad_configs([nads[0], nads[0]])
+
+
+def test_nads_samples_and_their_namespace_follow_network_namespace(make_config):
+    from eks_multus_cdk.multus import network_namespace
+    from eks_multus_cdk.sample_pods import NETWORKS_ANNOTATION, sample_pod_manifests
+
+    config = make_config(networkNamespace="team-a")
+    assert network_namespace(config)["metadata"]["name"] == "team-a"
+    assert {n["metadata"]["namespace"] for n in network_attachment_definitions(config)} == {"team-a"}
+    pods = sample_pod_manifests(config)
+    assert pods and {p["metadata"]["namespace"] for p in pods} == {"team-a"}
+    # namespaceIsolation: the samples name NADs of their own namespace
+    assert {a["namespace"] for p in pods for a in json.loads(p["metadata"]["annotations"][NETWORKS_ANNOTATION])} \
+        == {"team-a"}

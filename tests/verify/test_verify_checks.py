@@ -119,32 +119,32 @@ def test_daemonset_missing():
 
 
 def test_nads_as_rendered(config, cluster: FakeCluster):
-    rows = checks.check_nads(cluster.nads["default"], expectations(config).nads)
+    rows = checks.check_nads(cluster.nads["multus-networks"], expectations(config).nads)
     assert [(r.name, r.status) for r in rows] == [
-        (f"NAD default/{n}", Status.PASS)
+        (f"NAD multus-networks/{n}", Status.PASS)
         for n in ("multus1-us-west-2a", "multus1-us-west-2b", "multus2-us-west-2a", "multus2-us-west-2b")
     ]
     assert rows[0].detail == "ipvlan on multus1, as expected"
 
 
 def test_nad_config_compared_as_json_not_as_text(config, cluster: FakeCluster):
-    served = cluster.nads["default"]
+    served = cluster.nads["multus-networks"]
     for nad in served:  # same content, other key order and spacing
         nad["spec"]["config"] = json.dumps(dict(reversed(json.loads(nad["spec"]["config"]).items())), indent=2)
     assert {r.status for r in checks.check_nads(served, expectations(config).nads)} == {Status.PASS}
 
 
 def test_nad_missing(config, cluster: FakeCluster):
-    served = [n for n in cluster.nads["default"] if n["metadata"]["name"] != "multus2-us-west-2b"]
+    served = [n for n in cluster.nads["multus-networks"] if n["metadata"]["name"] != "multus2-us-west-2b"]
     rows = {r.name: r for r in checks.check_nads(served, expectations(config).nads)}
-    row = rows["NAD default/multus2-us-west-2b"]
+    row = rows["NAD multus-networks/multus2-us-west-2b"]
     assert (row.status, row.detail) == (Status.FAIL, "not found")
     assert "get network-attachment-definitions" in row.hint
-    assert rows["NAD default/multus2-us-west-2a"].status is Status.PASS
+    assert rows["NAD multus-networks/multus2-us-west-2a"].status is Status.PASS
 
 
 def test_nad_config_drift(config, cluster: FakeCluster):
-    served = cluster.nads["default"]
+    served = cluster.nads["multus-networks"]
     cni = json.loads(served[0]["spec"]["config"])
     cni["master"] = "ens6"  # the walkthrough's AL2 name, not the stable one
     cni["ipam"]["range"] = "10.0.4.128/25"  # the first build's defect: only the pod block
@@ -160,7 +160,7 @@ def test_nad_config_drift(config, cluster: FakeCluster):
 
 
 def test_nad_config_not_json(config, cluster: FakeCluster):
-    served = cluster.nads["default"]
+    served = cluster.nads["multus-networks"]
     served[0]["spec"]["config"] = "{'cniVersion': '0.3.1'"
     assert checks.check_nads(served, expectations(config).nads)[0].status is Status.FAIL
 
@@ -252,7 +252,7 @@ def test_net1_on_another_nad(config):
     set_network_status(pod, lambda entries: entries[1].update(name="default/ipvlan-multus"))
     row = checks.check_pod_networks(pod, None, _expected(config, "sample-single"), "ds")
     assert row.status is Status.FAIL
-    assert row.detail == "net1 is on 'default/ipvlan-multus', expected 'default/multus1-us-west-2a'"
+    assert row.detail == "net1 is on 'default/ipvlan-multus', expected 'multus-networks/multus1-us-west-2a'"
 
 
 def test_pod_on_a_node_of_another_az(config):

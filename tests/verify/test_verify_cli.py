@@ -16,10 +16,10 @@ ALL_GREEN_ROWS = [
     ("cluster connection", "PASS"),
     ("nodes Ready", "PASS"),
     ("daemonset kube-system/kube-multus-ds", "PASS"),
-    ("NAD default/multus1-us-west-2a", "PASS"),
-    ("NAD default/multus1-us-west-2b", "PASS"),
-    ("NAD default/multus2-us-west-2a", "PASS"),
-    ("NAD default/multus2-us-west-2b", "PASS"),
+    ("NAD multus-networks/multus1-us-west-2a", "PASS"),
+    ("NAD multus-networks/multus1-us-west-2b", "PASS"),
+    ("NAD multus-networks/multus2-us-west-2a", "PASS"),
+    ("NAD multus-networks/multus2-us-west-2b", "PASS"),
     ("pod sample-single Running", "PASS"),
     ("pod sample-single networks", "PASS"),
     ("pod sample-dual Running", "PASS"),
@@ -50,12 +50,13 @@ def test_all_green(run_cli, cluster):
     assert "[PASS] nodes Ready: 2/2 Ready in us-west-2a" in run.output
     assert "\ncheck " in run.output and " result  detail\n" in run.output
     assert cluster.execs == [
-        ("default", "sample-single", ["ping", "-c", "3", "-W", "2", "10.0.4.130"]),
-        ("default", "sample-dual", ["ping", "-c", "3", "-W", "2", "10.0.4.129"]),
-        *(("default", pod, cmd) for pod in ("sample-single", "sample-dual") for target in ("10.0.4.1", "10.0.4.21")
+        ("multus-networks", "sample-single", ["ping", "-c", "3", "-W", "2", "10.0.4.130"]),
+        ("multus-networks", "sample-dual", ["ping", "-c", "3", "-W", "2", "10.0.4.129"]),
+        *(("multus-networks", pod, cmd) for pod in ("sample-single", "sample-dual")
+          for target in ("10.0.4.1", "10.0.4.21")
           for cmd in (["ip", "-o", "route", "get", target], ["ping", "-c", "3", "-W", "2", target])),
-        ("default", "sample-cross-a", ["ping", "-c", "3", "-W", "2", "10.0.4.132"]),
-        ("default", "sample-cross-b", ["ping", "-c", "3", "-W", "2", "10.0.4.131"]),
+        ("multus-networks", "sample-cross-a", ["ping", "-c", "3", "-W", "2", "10.0.4.132"]),
+        ("multus-networks", "sample-cross-b", ["ping", "-c", "3", "-W", "2", "10.0.4.131"]),
     ]
     assert not [c for _, _, c in cluster.execs if "-I" in c], "plain pings only: -I makes any target on-link"
     # the route the pod used is printed
@@ -88,24 +89,25 @@ def test_daemonset_not_ready(run_cli, cluster):
 
 
 def test_nad_missing(run_cli, cluster):
-    cluster.nads["default"] = [n for n in cluster.nads["default"] if n["metadata"]["name"] != "multus1-us-west-2b"]
+    nads = cluster.nads["multus-networks"]
+    cluster.nads["multus-networks"] = [n for n in nads if n["metadata"]["name"] != "multus1-us-west-2b"]
     run = run_cli(cluster)
-    assert_failed(run, "NAD default/multus1-us-west-2b", "get network-attachment-definitions")
+    assert_failed(run, "NAD multus-networks/multus1-us-west-2b", "get network-attachment-definitions")
     assert "failed" in run.output and "1 failed" in run.output
 
 
 def test_nad_config_drift(run_cli, cluster):
-    nad = cluster.nads["default"][2]
+    nad = cluster.nads["multus-networks"][2]
     nad["spec"]["config"] = nad["spec"]["config"].replace('"mode":"l2"', '"mode":"l3"')
     run = run_cli(cluster)
-    assert_failed(run, "NAD default/multus2-us-west-2a", "re-run cdk deploy")
-    assert 'mode: expected "l2", got "l3"' in run.row("NAD default/multus2-us-west-2a")
+    assert_failed(run, "NAD multus-networks/multus2-us-west-2a", "re-run cdk deploy")
+    assert 'mode: expected "l2", got "l3"' in run.row("NAD multus-networks/multus2-us-west-2a")
 
 
 def test_a_nad_with_only_the_pod_block_cannot_reach_the_subnet(run_cli, cluster):
     """The old defect, served by the cluster: ipam.range = the /25 pod block. The pod then routes the rest of its
     subnet by eth0, and the subnet rows fail naming the route it took."""
-    nad = cluster.nads["default"][0]
+    nad = cluster.nads["multus-networks"][0]
     nad["spec"]["config"] = nad["spec"]["config"].replace('"range":"10.0.4.0/24"', '"range":"10.0.4.128/25"')
     run = run_cli(cluster)
     row = "subnet sample-single -> 10.0.4.21 (i-07e2b1d94c3a5f608's ENI, net1)"
@@ -138,8 +140,8 @@ def test_subnet_ping_lost_fails(run_cli, cluster):
 def test_nads_rendered_for_another_config_are_drift(run_cli, cluster):
     # The cluster runs the default (whereabouts) NADs; cdk.json now says crossNodeTraffic false (host-local).
     run = run_cli(cluster, config_overrides={"crossNodeTraffic": False})
-    assert_failed(run, "NAD default/multus1-us-west-2a", "cdk deploy")
-    assert 'ipam.type: expected "host-local", got "whereabouts"' in run.row("NAD default/multus1-us-west-2a")
+    assert_failed(run, "NAD multus-networks/multus1-us-west-2a", "cdk deploy")
+    assert 'ipam.type: expected "host-local", got "whereabouts"' in run.row("NAD multus-networks/multus1-us-west-2a")
 
 
 def test_pod_pending(run_cli, cluster):
@@ -153,7 +155,7 @@ def test_pod_pending(run_cli, cluster):
     assert_failed(run, "pod sample-dual networks", "logs ds/kube-multus-ds")
     assert_failed(run, "ping sample-single -> sample-dual (net1)", "rows above")
     assert "not run: sample-dual failed an earlier check" in run.row("ping sample-single -> sample-dual (net1)")
-    assert ("default", "sample-single", ["ping", "-c", "3", "-W", "2", "10.0.4.130"]) not in cluster.execs
+    assert ("multus-networks", "sample-single", ["ping", "-c", "3", "-W", "2", "10.0.4.130"]) not in cluster.execs
 
 
 def test_net1_address_outside_the_pod_range(run_cli, cluster):
@@ -196,7 +198,7 @@ def test_exec_refused(run_cli, cluster):
 
 def test_cross_node_skipped_with_one_node_in_the_az(run_cli, cluster):
     cluster.node(NODE_B)["metadata"]["labels"]["topology.kubernetes.io/zone"] = "us-west-2b"
-    del cluster.pods[("default", "sample-cross-b")]  # Pending in real life: nowhere to go
+    del cluster.pods[("multus-networks", "sample-cross-b")]  # Pending in real life: nowhere to go
     run = run_cli(cluster)
     assert run.code == 0, run.output
     assert run.status("cross-node ping") == "SKIP"
@@ -207,8 +209,8 @@ def test_cross_node_skipped_with_one_node_in_the_az(run_cli, cluster):
 
 
 def test_cross_node_pods_missing_with_two_nodes_in_the_az_is_a_failure(run_cli, cluster):
-    del cluster.pods[("default", "sample-cross-a")]
-    del cluster.pods[("default", "sample-cross-b")]
+    del cluster.pods[("multus-networks", "sample-cross-a")]
+    del cluster.pods[("multus-networks", "sample-cross-b")]
     run = run_cli(cluster)
     assert_failed(run, "pod sample-cross-a Running")
     assert_failed(run, "ping sample-cross-a -> sample-cross-b (net1)")
@@ -225,7 +227,7 @@ def test_cross_node_pods_on_one_node(run_cli, cluster):
 def test_without_cross_node_traffic_there_is_no_cross_node_check(run_cli, cluster, config):
     from verify_fakes import make_config, served_nads
 
-    cluster.nads["default"] = served_nads(make_config(crossNodeTraffic=False))
+    cluster.nads["multus-networks"] = served_nads(make_config(crossNodeTraffic=False))
     run = run_cli(cluster, config_overrides={"crossNodeTraffic": False})
     assert run.code == 0, run.output
     assert "sample-cross" not in run.output and "cross-node" not in run.output

@@ -33,8 +33,8 @@ def api_server(cluster):
         "/api/v1/nodes": {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": cluster.nodes},
         "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-multus-ds":
             cluster.daemonsets[("kube-system", "kube-multus-ds")],
-        "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions":
-            {**load("nad-list.json"), "items": cluster.nads["default"]},
+        "/apis/k8s.cni.cncf.io/v1/namespaces/multus-networks/network-attachment-definitions":
+            {**load("nad-list.json"), "items": cluster.nads["multus-networks"]},
         **{f"/api/v1/namespaces/{ns}/pods/{name}": pod for (ns, name), pod in cluster.pods.items()},
     }
     seen: list[str] = []
@@ -75,12 +75,12 @@ def test_objects_come_back_as_api_json(reader, cluster):
     assert reader.list_nodes() == cluster.nodes
     ds = cluster.daemonsets[("kube-system", "kube-multus-ds")]
     assert reader.read_daemonset("kube-system", "kube-multus-ds") == ds
-    assert reader.read_pod("default", "sample-dual") == cluster.pod("sample-dual")
-    assert reader.list_nads("default") == cluster.nads["default"]
+    assert reader.read_pod("multus-networks", "sample-dual") == cluster.pod("sample-dual")
+    assert reader.list_nads("multus-networks") == cluster.nads["multus-networks"]
 
 
 def test_not_found_is_none(reader):
-    assert reader.read_pod("default", "nope") is None
+    assert reader.read_pod("multus-networks", "nope") is None
     assert reader.read_daemonset("kube-system", "nope") is None
     assert reader.list_nads("other") is None  # what a cluster without the CRD answers
 
@@ -91,7 +91,7 @@ def test_other_errors_propagate(api_server, monkeypatch):
     monkeypatch.setattr(reader._core, "read_namespaced_pod",
                         lambda *a, **k: (_ for _ in ()).throw(ApiException(status=403, reason="Forbidden")))
     with pytest.raises(ApiException):
-        reader.read_pod("default", "sample-single")
+        reader.read_pod("multus-networks", "sample-single")
 
 
 def test_checks_accept_what_the_client_returns(reader, cluster, config, monkeypatch):
@@ -142,7 +142,7 @@ def _exec_with(monkeypatch, ws, reader):
         return ws
 
     monkeypatch.setattr("kubernetes.stream.stream", fake_stream)
-    result = reader.exec("default", "sample-single", ["ping", "-c", "3", "-W", "2", "10.0.4.130"])
+    result = reader.exec("multus-networks", "sample-single", ["ping", "-c", "3", "-W", "2", "10.0.4.130"])
     return result, calls
 
 
@@ -151,7 +151,7 @@ def test_exec_success(reader, monkeypatch):
     result, calls = _exec_with(monkeypatch, ws, reader)
     assert result == ExecResult(0, ping_output("10.0.4.129", "10.0.4.130"), "")
     ((name, args, kwargs),) = calls
-    assert name == "connect_get_namespaced_pod_exec" and args == ("sample-single", "default")
+    assert name == "connect_get_namespaced_pod_exec" and args == ("sample-single", "multus-networks")
     assert kwargs["command"][-1] == "10.0.4.130"
     assert kwargs["_preload_content"] is False and kwargs["tty"] is False and kwargs["stdin"] is False
     assert ws.closed and ws.timeout == kube.EXEC_TIMEOUT

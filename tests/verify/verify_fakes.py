@@ -155,7 +155,7 @@ class FakeCluster:
         return hosts
 
     def pod(self, name: str) -> dict[str, Any]:
-        return self.pods[("default", name)]
+        return self.pods[("multus-networks", name)]
 
     def node(self, name: str) -> dict[str, Any]:
         return next(n for n in self.nodes if n["metadata"]["name"] == name)
@@ -170,7 +170,7 @@ def healthy_cluster(config: AppConfig) -> FakeCluster:
     return FakeCluster(
         nodes=load("nodes.json")["items"],
         daemonsets={(ds["metadata"]["namespace"], ds["metadata"]["name"]): ds},
-        nads={"default": served_nads(config)},
+        nads={"multus-networks": served_nads(config)},
         pods=pods,
     )
 
