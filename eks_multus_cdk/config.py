@@ -63,8 +63,8 @@ class NodeGroupConfig:
     name: str = _key("name")
     instance_type: str = _key("instanceType", default="c5.large")
     volume_size: int = _key("volumeSize", default=20)
+    # No desired capacity: the group starts at minSize and a deploy never resets the size that scaling chose.
     min_size: int = _key("minSize", default=1)
-    desired_capacity: int = _key("desiredCapacity", default=1)
     max_size: int = _key("maxSize", default=1)
     labels: dict[str, str] = _key("labels", default_factory=dict)
     taints: tuple[Taint, ...] = _key("taints", default=())
@@ -171,9 +171,21 @@ def _parse(tp: Any, value: Any, path: str) -> Any:
     return value
 
 
+# Keys earlier versions accepted, with what to do instead (a plain "unknown key" would not say why).
+_REMOVED_KEYS = {
+    "NodeGroupConfig": {
+        "desiredCapacity": "removed in 0.2.0: a desired capacity in the template resets the group's size on every "
+        "deploy; the group starts at minSize, so delete this key (set minSize instead)",
+    },
+}
+
+
 def _parse_dataclass(cls: Any, value: Any, path: str) -> Any:
     if not isinstance(value, dict):
         _fail(path, value, "expected an object")
+    for key, why in _REMOVED_KEYS.get(cls.__name__, {}).items():
+        if key in value:
+            _fail(f"{path}.{key}", value[key], why)
     hints = typing.get_type_hints(cls)
     fields = {f.metadata["key"]: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(value) - set(fields))
@@ -387,12 +399,8 @@ def _validate_node_group(ng: NodeGroupConfig, path: str, n_networks: int, names:
         )
     if not 20 <= ng.volume_size <= 16384:
         _fail(f"{path}.volumeSize", ng.volume_size, "must be between 20 and 16384 GiB (the EKS AMI needs 20)")
-    if not 0 <= ng.min_size <= ng.desired_capacity <= ng.max_size or ng.max_size < 1:
-        _fail(
-            f"{path}.desiredCapacity",
-            ng.desired_capacity,
-            f"needs 0 <= minSize ({ng.min_size}) <= desiredCapacity <= maxSize ({ng.max_size}) and maxSize >= 1",
-        )
+    if not 0 <= ng.min_size <= ng.max_size or ng.max_size < 1:
+        _fail(f"{path}.minSize", ng.min_size, f"needs 0 <= minSize <= maxSize ({ng.max_size}) and maxSize >= 1")
     for key in ng.labels:
         if not _LABEL_KEY.match(key):
             _fail(f"{path}.labels.{key}", ng.labels[key], "not a valid Kubernetes label key")
