@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 
 import jsii
-from aws_cdk import RemovalPolicy
+from aws_cdk import CustomResource, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from eks_multus_cdk.cidr_reservations import SubnetCidrReservations
 from eks_multus_cdk.compliance import PINNED_AZS, acknowledge
 from eks_multus_cdk.config import LOG_RETENTION_DAYS, AppConfig
 from eks_multus_cdk.nads import subnet_cidr_reservations
@@ -52,7 +53,8 @@ class Network(Construct):
     """VPC, IGW, NAT gateways, public/private/Multus subnets, flow logs and the Multus security group.
 
     Attributes: `vpc`, `private_subnets`, `public_subnets`, `multus_subnets` (one list per Multus network,
-    in AZ order), `multus_security_group`, `flow_log_group`, `pod_range_reservations`.
+    in AZ order), `multus_security_group`, `flow_log_group`, `cidr_reservations` (the reservation function),
+    `pod_range_reservations` (one `Custom::SubnetCidrReservation` per Multus network and AZ).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig) -> None:
@@ -124,11 +126,15 @@ class Network(Construct):
                     f"telco SCTP {port}",
                 )
 
-        # Pod addresses come from a block of each Multus subnet that EC2 never hands to an ENI by itself.
-        self.pod_range_reservations: list[ec2.CfnSubnetCidrReservation] = [
-            ec2.CfnSubnetCidrReservation(
-                self, f"PodRange{r['position'] + 1}Az{r['az_index'] + 1}",
-                subnet_id=self.multus_subnets[r["position"]][r["az_index"]].subnet_id,
+        # Pod addresses come from a block of each Multus subnet that EC2 never hands to an ENI by itself. A custom
+        # resource, not AWS::EC2::SubnetCidrReservation: that type is missing in most regions' CloudFormation.
+        self.cidr_reservations = SubnetCidrReservations(
+            self, "CidrReservations", subnets=[s for subnets in self.multus_subnets for s in subnets],
+            log_retention=log_retention(config))
+        self.pod_range_reservations: list[CustomResource] = [
+            self.cidr_reservations.reserve(
+                f"PodRangeReservation{r['position'] + 1}Az{r['az_index'] + 1}",
+                subnet=self.multus_subnets[r["position"]][r["az_index"]],
                 cidr=r["cidr"], reservation_type=r["type"], description=r["description"],
             )
             for r in subnet_cidr_reservations(config)
