@@ -130,6 +130,8 @@ class AppConfig:
     cross_node_traffic: bool = _key("crossNodeTraffic", default=True)
     sample_pods: bool = _key("samplePods", default=True)
     sample_pod_image: str = _key("samplePodImage", default="docker.io/nicolaka/netshoot:v0.13")
+    # Added to every taggable resource of both stacks (Tags.of).
+    tags: dict[str, str] = _key("tags", default_factory=dict)
 
     @property
     def nat_gateway_count(self) -> int:
@@ -372,6 +374,9 @@ def validate(c: AppConfig) -> None:
     if not c.sample_pod_image or ":" not in c.sample_pod_image.rsplit("/", 1)[-1]:
         _fail(f"{p}.samplePodImage", c.sample_pod_image, "pin the image with a tag (name:tag)")
 
+    for key, value in c.tags.items():
+        if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
+            _fail(f"{p}.tags.{key}", value, "tag keys are 1-128 characters and not aws:..., values at most 256")
     if not c.node_groups:
         _fail(f"{p}.nodeGroups", [], "declare at least one node group")
     group_names: set[str] = set()

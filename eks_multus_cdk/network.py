@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import jsii
-from aws_cdk import CustomResource, RemovalPolicy
+from aws_cdk import CustomResource, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -96,6 +96,7 @@ class Network(Construct):
                 self.flow_log_group))},
         )
         acknowledge(self.vpc, PINNED_AZS)
+        self.restrict_default_sg_log_group = _restrict_default_sg_log_group(self, self.vpc, log_retention(config))
         self.public_subnets = list(self.vpc.public_subnets)
         self.private_subnets = list(self.vpc.private_subnets)
         for subnet in self.public_subnets:
@@ -139,6 +140,23 @@ class Network(Construct):
             )
             for r in subnet_cidr_reservations(config)
         ]
+
+
+def _restrict_default_sg_log_group(scope: Construct, vpc: ec2.Vpc, retention: logs.RetentionDays) -> logs.LogGroup:
+    """The log group of aws-cdk-lib's restrict-default-security-group function, with retention.
+
+    That function is a stack-wide singleton the Vpc construct adds, with no log group of its own: Lambda would
+    create `/aws/lambda/<name>` itself, kept forever and left behind by `cdk destroy`. This group takes that exact
+    name before the custom resource first runs the function.
+    """
+    stack = Stack.of(scope)
+    provider = stack.node.find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+    handler = provider.node.find_child("Handler")
+    group = logs.LogGroup(scope, "RestrictDefaultSecurityGroupLogs", retention=retention,
+                          log_group_name=Fn.join("", ["/aws/lambda/", handler.ref]),
+                          removal_policy=RemovalPolicy.DESTROY)
+    vpc.node.find_child("RestrictDefaultSecurityGroupCustomResource").node.add_dependency(group)
+    return group
 
 
 def log_retention(config: AppConfig) -> logs.RetentionDays:
