@@ -5,11 +5,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 CDK_FLAGS := --no-notices
-# jsii prints a banner on Node 20 (end of life); the CLI and library work with it (measured).
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# The CDK CLI and jsii run on the Node pinned in package.json (npm package `node`, a supported release), not on
+# whatever Node the machine has: its bin folder goes first on PATH, and jsii is pointed at it explicitly.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+export JSII_NODE := $(CURDIR)/node_modules/.bin/node
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: deps synth test lint bench deploy destroy verify clean controller-lock
+.PHONY: deps system-deps system-deps-test synth test lint bench deploy destroy verify clean controller-lock
+
+# Debian/Ubuntu packages (.ci/debian-packages): installed when missing and run as root, else the command is printed.
+system-deps:
+	@.ci/system-deps synth
+
+system-deps-test:
+	@.ci/system-deps test
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,17 +35,17 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-deps: $(VENV)/.installed .venv-scan/.installed node_modules/.installed
+deps: system-deps $(VENV)/.installed .venv-scan/.installed node_modules/.installed
 
 synth: deps  ## write the cloud assembly to cdk.out/ (no AWS account needed)
 	$(CDK) synth $(CDK_FLAGS) --quiet
 
-test: deps  ## every test: config, constructs, snapshots, cfn-lint, cdk-nag, Lambda (moto), node script, CNI data plane
+test: system-deps-test deps  ## every test: config, constructs, snapshots, cfn-lint, cdk-nag, Lambda (moto), node script, CNI data plane
 	$(PY) -m pytest
 
 lint: deps  ## ruff, shellcheck, cfn-lint, cdk-nag and checkov over the synthesized app and its manifests
 	$(PY) -m ruff check .
-	shellcheck userdata/*.sh .ci/run
+	shellcheck userdata/*.sh .ci/run .ci/system-deps
 	$(PY) -m pytest -q tests/test_compliance.py tests/test_checkov.py
 
 bench: deps  ## synth time against a bare aws_eks_v2 app, and the ENI Lambda's figures
@@ -46,8 +55,8 @@ bench: deps  ## synth time against a bare aws_eks_v2 app, and the ENI Lambda's f
 deploy: deps  ## needs AWS credentials and a bootstrapped account (cdk bootstrap)
 	$(CDK) deploy $(CDK_FLAGS) --all --require-approval broadening
 
-destroy: deps
-	$(CDK) destroy $(CDK_FLAGS) --all --force
+destroy: deps  ## the CLI asks before deleting; FORCE=1 deletes without asking
+	$(CDK) destroy $(CDK_FLAGS) --all $(if $(filter 1,$(FORCE)),--force)
 
 verify: deps  ## checks a deployed cluster (kubeconfig, or --cluster-name/--region via ARGS)
 	$(PY) -m eks_multus_cdk.verify $(ARGS)

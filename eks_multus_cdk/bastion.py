@@ -22,8 +22,8 @@ set -euo pipefail
 exec > >(tee -a /var/log/bastion-setup.log) 2>&1
 minor="{version}"
 release="$(curl -fsSL --retry 5 "https://dl.k8s.io/release/stable-${{minor}}.txt")"
-curl -fsSL --retry 5 -o /tmp/kubectl "https://dl.k8s.io/release/${{release}}/bin/linux/amd64/kubectl"
-echo "$(curl -fsSL --retry 5 "https://dl.k8s.io/release/${{release}}/bin/linux/amd64/kubectl.sha256")  /tmp/kubectl" \\
+curl -fsSL --retry 5 -o /tmp/kubectl "https://dl.k8s.io/release/${{release}}/bin/linux/{arch}/kubectl"
+echo "$(curl -fsSL --retry 5 "https://dl.k8s.io/release/${{release}}/bin/linux/{arch}/kubectl.sha256")  /tmp/kubectl" \\
   | sha256sum --check
 install -m 0755 /tmp/kubectl /usr/local/bin/kubectl
 aws eks wait cluster-active --region "{region}" --name "{cluster}"
@@ -65,15 +65,20 @@ class Bastion(Construct):
         # update-kubeconfig and `aws eks wait` read the cluster; nothing else is needed.
         self.role.add_to_policy(iam.PolicyStatement(actions=["eks:DescribeCluster"], resources=[cluster.cluster_arn]))
 
+        instance_type = ec2.InstanceType(config.bastion_instance_type)
+        # The AMI and the kubectl binary follow the instance type's CPU (a t4g bastion gets arm64 for both).
+        arm = instance_type.architecture == ec2.InstanceArchitecture.ARM_64
         user_data = ec2.UserData.for_linux()
         user_data.add_commands(_BOOT_SCRIPT.format(
-            version=config.kubernetes_version, region=config.region, cluster=cluster.cluster_name))
+            version=config.kubernetes_version, region=config.region, cluster=cluster.cluster_name,
+            arch="arm64" if arm else "amd64"))
         self.instance = ec2.Instance(
             self, "Instance",
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnets=subnets[:1]),
-            instance_type=ec2.InstanceType(config.bastion_instance_type),
-            machine_image=ec2.MachineImage.latest_amazon_linux2023(),
+            instance_type=instance_type,
+            machine_image=ec2.MachineImage.latest_amazon_linux2023(
+                cpu_type=ec2.AmazonLinuxCpuType.ARM_64 if arm else ec2.AmazonLinuxCpuType.X86_64),
             security_group=self.security_group,
             role=self.role,
             user_data=user_data,

@@ -5,7 +5,7 @@ Acknowledgements live on the construct that makes the choice, so library users i
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, Stack, Token, Validations
 from constructs import IConstruct
 
 
@@ -17,6 +17,13 @@ def acknowledge(scope: IConstruct, reasons: dict[str, str]) -> None:
 def managed_policy_finding(name: str) -> str:
     """The IAM4 finding id cdk-nag reports for an AWS managed policy attached by name."""
     return f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{name}]"
+
+
+def nag_partition(scope: IConstruct) -> str:
+    """The partition as cdk-nag prints it inside an ARN finding: a literal such as `aws` when the stack's region is
+    concrete (feature flag `@aws-cdk/core:enablePartitionLiterals`), else `<AWS::Partition>`."""
+    partition = Stack.of(scope).partition
+    return "<AWS::Partition>" if Token.is_unresolved(partition) else partition
 
 
 PINNED_AZS = {

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from eks_multus_cdk import ec2_offerings
 from eks_multus_cdk.instance_types import eni_limits
 from eks_multus_cdk.multus_manifests import REGISTRY_ACCOUNTS
 
@@ -35,6 +36,16 @@ _KUBERNETES_VERSIONS = ("1.34", "1.35", "1.36")
 _IPVLAN_MODES = ("l2", "l3", "l3s")
 _PLUGINS = ("ipvlan", "host-device")
 _TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# AL2023's amazon-ec2-net-utils numbers an interface's routing table from the digits of its name: a fifth Multus
+# interface (multus5) would share table 10005 with the primary ENI ens5 (README, "What only a real deploy shows").
+MAX_MULTUS_NETWORKS = 4
+# Graviton: a 'g' after the generation digit (c6g, m7gd, t4g, c7gn) or the a1 family.
+_ARM_INSTANCE_TYPE = re.compile(r"^(a1|[a-z]+\d+[a-z]*g[a-z]*)\.")
+
+
+def architecture(instance_type: str) -> str:
+    """`arm64` for Graviton instance types, else `x86_64` (from the name, as EC2 names its families)."""
+    return "arm64" if _ARM_INSTANCE_TYPE.match(instance_type) else "x86_64"
 
 
 class ConfigError(ValueError):
@@ -63,8 +74,8 @@ class NodeGroupConfig:
     name: str = _key("name")
     instance_type: str = _key("instanceType", default="c5.large")
     volume_size: int = _key("volumeSize", default=20)
+    # No desired capacity: the group starts at minSize and a deploy never resets the size that scaling chose.
     min_size: int = _key("minSize", default=1)
-    desired_capacity: int = _key("desiredCapacity", default=1)
     max_size: int = _key("maxSize", default=1)
     labels: dict[str, str] = _key("labels", default_factory=dict)
     taints: tuple[Taint, ...] = _key("taints", default=())
@@ -129,6 +140,8 @@ class AppConfig:
     # Namespace of the NADs and the sample pods (created by the app); with Multus' namespaceIsolation only its pods
     # may use the networks.
     network_namespace: str = _key("networkNamespace", default="multus-networks")
+    # Added to every taggable resource of both stacks (Tags.of).
+    tags: dict[str, str] = _key("tags", default_factory=dict)
 
     @property
     def nat_gateway_count(self) -> int:
@@ -176,14 +189,29 @@ def _parse(tp: Any, value: Any, path: str) -> Any:
     # bool is a subclass of int: reject true/false where a number is wanted, and 1/0 where a boolean is.
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
         _fail(path, value, "expected an integer")
+    if tp is str and isinstance(value, int | float) and not isinstance(value, bool):
+        # `-c key=1.36` arrives as the number 1.36 (and 1.30 as 1.3): say how to pass a string.
+        _fail(path, value, f"expected a string: write \"{value}\" in cdk.json, or -c '{path}=\"{value}\"'")
     if tp in (str, bool) and not isinstance(value, tp):
         _fail(path, value, f"expected a {_type_name(tp)}")
     return value
 
 
+# Keys earlier versions accepted, with what to do instead (a plain "unknown key" would not say why).
+_REMOVED_KEYS = {
+    "NodeGroupConfig": {
+        "desiredCapacity": "removed in 0.2.0: a desired capacity in the template resets the group's size on every "
+        "deploy; the group starts at minSize, so delete this key (set minSize instead)",
+    },
+}
+
+
 def _parse_dataclass(cls: Any, value: Any, path: str) -> Any:
     if not isinstance(value, dict):
         _fail(path, value, "expected an object")
+    for key, why in _REMOVED_KEYS.get(cls.__name__, {}).items():
+        if key in value:
+            _fail(f"{path}.{key}", value[key], why)
     hints = typing.get_type_hints(cls)
     fields = {f.metadata["key"]: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(value) - set(fields))
@@ -324,6 +352,10 @@ def validate(c: AppConfig) -> None:
 
     if not c.multus_networks:
         _fail(f"{p}.multusNetworks", [], "declare at least one Multus network")
+    if len(c.multus_networks) > MAX_MULTUS_NETWORKS:
+        _fail(f"{p}.multusNetworks", [n.name for n in c.multus_networks],
+              f"at most {MAX_MULTUS_NETWORKS} Multus networks: on AL2023 a fifth interface (multus5) shares the "
+              "routing table of the primary ENI ens5")
     names: set[str] = set()
     for i, net in enumerate(c.multus_networks):
         path = f"{p}.multusNetworks[{i}]"
@@ -365,19 +397,30 @@ def validate(c: AppConfig) -> None:
         _fail(f"{p}.kubernetesVersion", c.kubernetes_version, f"must be one of {', '.join(_KUBERNETES_VERSIONS)}")
     if not _INSTANCE_TYPE.match(c.bastion_instance_type):
         _fail(f"{p}.bastionInstanceType", c.bastion_instance_type, "not an EC2 instance type such as t3.small")
+    _check_offered(f"{p}.bastionInstanceType", c.bastion_instance_type, c.region)
     if c.log_retention_days not in LOG_RETENTION_DAYS:
-        _fail(f"{p}.logRetentionDays", c.log_retention_days, "not a CloudWatch Logs retention period")
+        _fail(f"{p}.logRetentionDays", c.log_retention_days,
+              f"not a CloudWatch Logs retention period; use one of {', '.join(map(str, LOG_RETENTION_DAYS))}")
     if not _DNS_LABEL.match(c.network_namespace) or c.network_namespace.startswith("kube-"):
         _fail(f"{p}.networkNamespace", c.network_namespace,
               "a namespace name of lowercase letters, digits and '-', not a kube-* system namespace")
     if not c.sample_pod_image or ":" not in c.sample_pod_image.rsplit("/", 1)[-1]:
         _fail(f"{p}.samplePodImage", c.sample_pod_image, "pin the image with a tag (name:tag)")
 
+    for key, value in c.tags.items():
+        if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
+            _fail(f"{p}.tags.{key}", value, "tag keys are 1-128 characters and not aws:..., values at most 256")
     if not c.node_groups:
         _fail(f"{p}.nodeGroups", [], "declare at least one node group")
     group_names: set[str] = set()
     for i, ng in enumerate(c.node_groups):
         _validate_node_group(ng, f"{p}.nodeGroups[{i}]", len(c.multus_networks), group_names)
+        _check_offered(f"{p}.nodeGroups[{i}].instanceType", ng.instance_type, c.region)
+        first = c.node_groups[0].instance_type
+        if architecture(ng.instance_type) != architecture(first):
+            _fail(f"{p}.nodeGroups[{i}].instanceType", ng.instance_type,
+                  f"is {architecture(ng.instance_type)} but nodeGroups[0].instanceType {first} is "
+                  f"{architecture(first)}: all node groups must share one CPU architecture")
         for j, az in enumerate(ng.availability_zones):
             if az not in c.availability_zones:
                 _fail(f"{p}.nodeGroups[{i}].availabilityZones[{j}]", az,
@@ -436,7 +479,9 @@ def _validate_node_group(ng: NodeGroupConfig, path: str, n_networks: int, names:
     if not _INSTANCE_TYPE.match(ng.instance_type):
         _fail(f"{path}.instanceType", ng.instance_type, "not an EC2 instance type such as c5.large")
     limits = eni_limits(ng.instance_type)
-    max_enis = ng.max_network_interfaces or (limits.max_interfaces if limits else None)
+    _check_overrides(ng, path, limits)
+    max_enis = ng.max_network_interfaces if ng.max_network_interfaces is not None else (
+        limits.max_interfaces if limits else None)
     if max_enis is None:
         _fail(
             f"{path}.instanceType",
@@ -452,12 +497,8 @@ def _validate_node_group(ng: NodeGroupConfig, path: str, n_networks: int, names:
         )
     if not 20 <= ng.volume_size <= 16384:
         _fail(f"{path}.volumeSize", ng.volume_size, "must be between 20 and 16384 GiB (the EKS AMI needs 20)")
-    if not 0 <= ng.min_size <= ng.desired_capacity <= ng.max_size or ng.max_size < 1:
-        _fail(
-            f"{path}.desiredCapacity",
-            ng.desired_capacity,
-            f"needs 0 <= minSize ({ng.min_size}) <= desiredCapacity <= maxSize ({ng.max_size}) and maxSize >= 1",
-        )
+    if not 0 <= ng.min_size <= ng.max_size or ng.max_size < 1:
+        _fail(f"{path}.minSize", ng.min_size, f"needs 0 <= minSize <= maxSize ({ng.max_size}) and maxSize >= 1")
     for key in ng.labels:
         if not _LABEL_KEY.match(key):
             _fail(f"{path}.labels.{key}", ng.labels[key], "not a valid Kubernetes label key")
@@ -466,6 +507,33 @@ def _validate_node_group(ng: NodeGroupConfig, path: str, n_networks: int, names:
             _fail(f"{path}.taints[{j}].key", taint.key, "not a valid Kubernetes taint key")
         if taint.effect not in _TAINT_EFFECTS:
             _fail(f"{path}.taints[{j}].effect", taint.effect, f"must be one of {', '.join(_TAINT_EFFECTS)}")
+
+
+def _check_offered(path: str, instance_type: str, region: str) -> None:
+    """Types the ENI table names but EC2 does not have, or does not offer in `region` (ec2_offerings)."""
+    if not ec2_offerings.exists(instance_type):
+        _fail(path, instance_type, "no such EC2 instance type (no region offers it)")
+    if not ec2_offerings.offered_in(instance_type, region):
+        _fail(path, instance_type, f"EC2 does not offer this instance type in {region}")
+
+
+def _check_overrides(ng: NodeGroupConfig, path: str, limits: Any) -> None:
+    """maxNetworkInterfaces / ipv4PerInterface: positive, never above a limit the table knows, and set together."""
+    for key, value, floor, known in (
+        ("maxNetworkInterfaces", ng.max_network_interfaces, 2, limits.max_interfaces if limits else None),
+        ("ipv4PerInterface", ng.ipv4_per_interface, 2, limits.ipv4_per_interface if limits else None),
+    ):
+        if value is None:
+            continue
+        if value < floor:
+            _fail(f"{path}.{key}", value, f"must be at least {floor}")
+        if known is not None and value > known:
+            _fail(f"{path}.{key}", value,
+                  f"{ng.instance_type} has at most {known} (EC2's published limit); leave {key} unset")
+    if limits is None and (ng.max_network_interfaces is None) != (ng.ipv4_per_interface is None):
+        missing = "ipv4PerInterface" if ng.ipv4_per_interface is None else "maxNetworkInterfaces"
+        _fail(f"{path}.{missing}", None,
+              f"{ng.instance_type} is not in the built-in table: set both maxNetworkInterfaces and ipv4PerInterface")
 
 
 def default_config_json() -> dict[str, Any]:

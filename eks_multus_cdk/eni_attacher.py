@@ -20,7 +20,7 @@ from aws_cdk.aws_lambda_destinations import SqsDestination
 from constructs import Construct
 
 from eks_multus_cdk.assets import asset_path
-from eks_multus_cdk.compliance import acknowledge
+from eks_multus_cdk.compliance import acknowledge, nag_partition
 from eks_multus_cdk.config import MultusNetworkConfig
 from eks_multus_cdk.naming import OWNER_TAG, device_index
 
@@ -157,15 +157,15 @@ class EniAttacher(Construct):
             "resource-level permissions.",
             f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(self.log_group.node.default_child)}.Arn>:*]":
             "Log streams of this function's own log group.",
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{stack.region}:<AWS::AccountId>:network-interface/*]":
+            f"AwsSolutions-IAM5[Resource::arn:{nag_partition(self)}:ec2:{stack.region}:<AWS::AccountId>:network-interface/*]":
             "ENI ids do not exist before the Lambda creates them. Every statement on network-interface/* requires "
             "the ENI to be in a Multus subnet (ec2:Subnet); create requires the owner tag as a request tag, "
             "attach/detach/modify/delete require it as a resource tag, and CreateTags is allowed only inside "
             "CreateNetworkInterface (ec2:CreateAction), so the function cannot tag an existing ENI as its own.",
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{stack.region}:<AWS::AccountId>:instance/*]":
+            f"AwsSolutions-IAM5[Resource::arn:{nag_partition(self)}:ec2:{stack.region}:<AWS::AccountId>:instance/*]":
             "Instance ids are unknown at deploy time; attach/detach is limited to instances tagged with this "
             "Auto Scaling group's name.",
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:{stack.region}:<AWS::AccountId>:"
+            f"AwsSolutions-IAM5[Resource::arn:{nag_partition(self)}:autoscaling:{stack.region}:<AWS::AccountId>:"
             f"autoScalingGroup:*:autoScalingGroupName/{asg_name}]":
             "The group's ARN contains a UUID assigned at creation; the name part pins this one group.",
         })

@@ -2,8 +2,8 @@
 
 CloudWatch Logs encrypts a log group with a KMS key only if the key policy lets the regional Logs service use it;
 the grant below is limited, through the encryption context Logs always sends, to log groups of this account and
-region. The key rotates yearly and is kept when the stack is deleted (RETAIN, CDK's default for keys): logs
-exported or archived elsewhere with it stay readable; delete it by hand after the stacks are gone if you want.
+region. The key rotates yearly; `cdk destroy` schedules its deletion after 7 days (the stacks' clean-up aspect),
+together with the log groups it encrypts, which are deleted with their stacks.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from constructs import Construct
 def logs_key(scope: Construct, construct_id: str) -> kms.Key:
     stack = Stack.of(scope)
     key = kms.Key(
-        scope, construct_id, enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN,
+        scope, construct_id, enable_key_rotation=True, removal_policy=RemovalPolicy.DESTROY,
         description="CloudWatch Logs encryption: EKS control plane, VPC flow logs, Lambda logs",
     )
     key.add_to_resource_policy(iam.PolicyStatement(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 
 import jsii
-from aws_cdk import RemovalPolicy
+from aws_cdk import CustomResource, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from eks_multus_cdk.cidr_reservations import SubnetCidrReservations
 from eks_multus_cdk.compliance import PINNED_AZS, acknowledge
 from eks_multus_cdk.config import LOG_RETENTION_DAYS, AppConfig
 from eks_multus_cdk.nads import subnet_cidr_reservations
@@ -53,7 +54,8 @@ class Network(Construct):
     """VPC, IGW, NAT gateways, public/private/Multus subnets, flow logs and the Multus security group.
 
     Attributes: `vpc`, `private_subnets`, `public_subnets`, `multus_subnets` (one list per Multus network,
-    in AZ order), `multus_security_group`, `flow_log_group`, `pod_range_reservations`.
+    in AZ order), `multus_security_group`, `flow_log_group`, `cidr_reservations` (the reservation function),
+    `pod_range_reservations` (one `Custom::SubnetCidrReservation` per Multus network and AZ).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Network(Construct):
                 self.flow_log_group))},
         )
         acknowledge(self.vpc, PINNED_AZS)
+        self.restrict_default_sg_log_group = _restrict_default_sg_log_group(self, self.vpc, log_retention(config))
         self.public_subnets = list(self.vpc.public_subnets)
         self.private_subnets = list(self.vpc.private_subnets)
         for subnet in self.public_subnets:
@@ -128,15 +131,36 @@ class Network(Construct):
                     f"telco SCTP {port}",
                 )
 
-        # Pod addresses come from a block of each Multus subnet that EC2 never hands to an ENI by itself.
-        self.pod_range_reservations: list[ec2.CfnSubnetCidrReservation] = [
-            ec2.CfnSubnetCidrReservation(
-                self, f"PodRange{r['position'] + 1}Az{r['az_index'] + 1}",
-                subnet_id=self.multus_subnets[r["position"]][r["az_index"]].subnet_id,
+        # Pod addresses come from a block of each Multus subnet that EC2 never hands to an ENI by itself. A custom
+        # resource, not AWS::EC2::SubnetCidrReservation: that type is missing in most regions' CloudFormation.
+        self.cidr_reservations = SubnetCidrReservations(
+            self, "CidrReservations", subnets=[s for subnets in self.multus_subnets for s in subnets],
+            log_retention=log_retention(config))
+        self.pod_range_reservations: list[CustomResource] = [
+            self.cidr_reservations.reserve(
+                f"PodRangeReservation{r['position'] + 1}Az{r['az_index'] + 1}",
+                subnet=self.multus_subnets[r["position"]][r["az_index"]],
                 cidr=r["cidr"], reservation_type=r["type"], description=r["description"],
             )
             for r in subnet_cidr_reservations(config)
         ]
+
+
+def _restrict_default_sg_log_group(scope: Construct, vpc: ec2.Vpc, retention: logs.RetentionDays) -> logs.LogGroup:
+    """The log group of aws-cdk-lib's restrict-default-security-group function, with retention.
+
+    That function is a stack-wide singleton the Vpc construct adds, with no log group of its own: Lambda would
+    create `/aws/lambda/<name>` itself, kept forever and left behind by `cdk destroy`. This group takes that exact
+    name before the custom resource first runs the function.
+    """
+    stack = Stack.of(scope)
+    provider = stack.node.find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+    handler = provider.node.find_child("Handler")
+    group = logs.LogGroup(scope, "RestrictDefaultSecurityGroupLogs", retention=retention,
+                          log_group_name=Fn.join("", ["/aws/lambda/", handler.ref]),
+                          removal_policy=RemovalPolicy.DESTROY)
+    vpc.node.find_child("RestrictDefaultSecurityGroupCustomResource").node.add_dependency(group)
+    return group
 
 
 def log_retention(config: AppConfig) -> logs.RetentionDays:

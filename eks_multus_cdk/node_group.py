@@ -172,8 +172,8 @@ class MultusNodeGroup(Construct):
                 s for s in node_subnets if not group.availability_zones or s.availability_zone in
                 group.availability_zones]),
             launch_template=self.launch_template,
+            # min/max only (no desired capacity): a deploy never resets the size scaling chose.
             min_capacity=group.min_size,
-            desired_capacity=group.desired_capacity,
             max_capacity=group.max_size,
         )
         self.auto_scaling_group.node.default_child.lifecycle_hook_specification_list = [

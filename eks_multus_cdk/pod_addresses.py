@@ -30,7 +30,7 @@ from constructs import Construct
 
 from eks_multus_cdk import naming
 from eks_multus_cdk.assets import asset_path
-from eks_multus_cdk.compliance import acknowledge
+from eks_multus_cdk.compliance import acknowledge, nag_partition
 from eks_multus_cdk.config import AppConfig
 from eks_multus_cdk.multus_manifests import load_manifest_file
 from eks_multus_cdk.pod_identity import pod_identity_principal
@@ -213,7 +213,7 @@ class PodAddressSync(Construct):
         region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
         acknowledge(self.role, {
             "AwsSolutions-IAM5[Resource::*]": "ec2:DescribeNetworkInterfaces supports no resource-level permissions.",
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{region}:<AWS::AccountId>:network-interface/*]":
+            f"AwsSolutions-IAM5[Resource::arn:{nag_partition(self)}:ec2:{region}:<AWS::AccountId>:network-interface/*]":
             "Multus ENIs are created per node at launch, so their ids are unknown at deploy time; assign and "
             "unassign are allowed only on ENIs whose eks-multus/owner tag names one of this app's node groups "
             "(and, when the Multus subnets are given, only in those subnets).",

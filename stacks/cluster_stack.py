@@ -21,6 +21,7 @@ class ClusterStack(PinnedAzStack):
                          description="eks-multus-cdk: VPC with Multus subnets, bastion, EKS cluster", **kwargs)
         # One customer-managed key for every log group of the app (this stack's and the workers stack's).
         self.logs_key = logs_key(self, "LogsKey")
+        self.encrypt_logs_with(self.logs_key)
         self.network = Network(self, "Network", config=config, log_key=self.logs_key)
         self.cluster = Cluster(self, "Cluster", config=config, vpc=self.network.vpc,
                                private_subnets=self.network.private_subnets, log_key=self.logs_key)

@@ -23,6 +23,7 @@ class WorkersStack(PinnedAzStack):
     ) -> None:
         super().__init__(scope, construct_id, config=config,
                          description="eks-multus-cdk: Multus node groups, ENI Lambda, Multus CNI and samples", **kwargs)
+        self.encrypt_logs_with(cluster_stack.logs_key)
         network = cluster_stack.network
         cluster = cluster_stack.cluster.cluster
         # The VPC CNI's own Pod Identity role (the node role no longer carries AmazonEKS_CNI_Policy), before nodes.

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-# jsii prints a banner on Node 20 (end of life); everything works with it (measured).
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
 REPO = Path(__file__).resolve().parents[1]
+# jsii runs on the Node pinned in package.json (as under `make`), also when pytest is started directly.
+PINNED_NODE = REPO / "node_modules" / ".bin" / "node"
+if PINNED_NODE.exists():
+    os.environ.setdefault("JSII_NODE", str(PINNED_NODE))
+    os.environ["PATH"] = f"{PINNED_NODE.parent}{os.pathsep}{os.environ.get('PATH', '')}"
 CDK_JSON = json.loads((REPO / "cdk.json").read_text())
 
 

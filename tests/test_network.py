@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Match, Template
@@ -80,18 +82,53 @@ def test_nothing_is_open_to_the_internet(synthesized):
 
 
 def test_pod_ranges_are_reserved_explicitly_in_every_multus_subnet(synthesized):
+    # Through the custom resource (every region), never the native type (missing in most regions).
     template = synthesized.templates["eks-multus-cluster"]
     subnets = _subnets(template)
+    assert resources(template, "AWS::EC2::SubnetCidrReservation") == {}
+    (function_arn,) = {json.dumps(r["Properties"]["ServiceToken"])
+                       for r in resources(template, "Custom::SubnetCidrReservation").values()}
     reservations = {
         (r["Properties"]["SubnetId"]["Ref"], r["Properties"]["Cidr"], r["Properties"]["ReservationType"])
-        for r in resources(template, "AWS::EC2::SubnetCidrReservation").values()
+        for r in resources(template, "Custom::SubnetCidrReservation").values()
     }
+    assert "NetworkCidrReservationsFunction" in function_arn
     assert reservations == {
         (subnets["10.0.4.0/24"][1], "10.0.4.128/25", "explicit"),
         (subnets["10.0.5.0/24"][1], "10.0.5.128/25", "explicit"),
         (subnets["10.0.6.0/24"][1], "10.0.6.128/25", "explicit"),
         (subnets["10.0.7.0/24"][1], "10.0.7.128/25", "explicit"),
     }
+
+
+def test_reservation_function_may_touch_only_reservations_of_the_multus_subnets(synthesized):
+    template = synthesized.templates["eks-multus-cluster"]
+    subnets = _subnets(template)
+    (policy,) = [p for p in resources(template, "AWS::IAM::Policy").values()
+                 if p["Properties"]["Roles"] == [{"Ref": _logical_id(template, "NetworkCidrReservationsRole")}]]
+    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert set(statements) == {"Logs", "ReserveInMultusSubnets", "TagOnCreate", "ReadAndDeleteReservations"}
+    reserve = statements["ReserveInMultusSubnets"]
+    assert reserve["Action"] == "ec2:CreateSubnetCidrReservation"
+    reserved_in = {part["Ref"] for arn in reserve["Resource"] for part in arn["Fn::Join"][1] if isinstance(part, dict)
+                   and "Ref" in part and part["Ref"] != "AWS::AccountId"}
+    assert reserved_in == {subnets[c][1] for c in ("10.0.4.0/24", "10.0.5.0/24", "10.0.6.0/24", "10.0.7.0/24")}
+    assert statements["TagOnCreate"]["Condition"] == {
+        "StringEquals": {"ec2:CreateAction": "CreateSubnetCidrReservation"}}
+    # Delete and Get have no resource type in IAM: "*" in this region only, nothing else on "*".
+    wide = statements["ReadAndDeleteReservations"]
+    assert (sorted(wide["Action"]), wide["Resource"], wide["Condition"]) == (
+        ["ec2:DeleteSubnetCidrReservation", "ec2:GetSubnetCidrReservations"], "*",
+        {"StringEquals": {"ec2:Region": "us-west-2"}})
+    (function,) = [r for k, r in resources(template, "AWS::Lambda::Function").items()
+                   if k.startswith("NetworkCidrReservationsFunction")]
+    assert function["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": _logical_id(template,
+                                                                                       "NetworkCidrReservationsLogs")}
+
+
+def _logical_id(template: dict, prefix: str) -> str:
+    (found,) = [k for k in template["Resources"] if k.startswith(prefix) and len(k) == len(prefix) + 8]
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -214,7 +214,8 @@ def test_image_platform_follows_the_node_groups():
     from aws_cdk import aws_ecr_assets as ecr_assets
 
     assert image_platform(CONFIG).platform == ecr_assets.Platform.LINUX_AMD64.platform == "linux/amd64"
-    graviton = parse_config(None, {"nodeGroups.0.instanceType": "m7g.large", "nodeGroups.0.maxNetworkInterfaces": 3})
+    graviton = parse_config(None, {"nodeGroups.0.instanceType": "m7g.large", "nodeGroups.0.maxNetworkInterfaces": 3,
+                                   "nodeGroups.0.ipv4PerInterface": 10})
     assert image_platform(graviton).platform == "linux/arm64"
     mixed = dataclasses.replace(graviton, node_groups=graviton.node_groups + CONFIG.node_groups[:1])
     with pytest.raises(ValueError, match="mix Graviton"):

@@ -1,5 +1,5 @@
 """The ENI Lambda exactly as the synthesized template deploys it: its code asset from the cloud assembly, its
-environment resolved (Fn::Join, Fn::ImportValue, Ref, Fn::GetAtt) against moto resources that mirror the
+environment resolved (Fn::Join, Fn::GetStackOutput, Ref, Fn::GetAtt) against moto resources that mirror the
 cluster stack's subnets and security group, and its Auto Scaling group and hooks as the template declares them.
 Nothing is hand-copied: a change to the construct's environment or packaging breaks this test.
 """
@@ -29,6 +29,7 @@ class Resolver:
     def __init__(self, cluster: dict, physical_ids: dict[str, str]) -> None:
         self.physical_ids = physical_ids
         self.exports = {o["Export"]["Name"]: o["Value"] for o in cluster.get("Outputs", {}).values() if "Export" in o}
+        self.outputs = {name: o["Value"] for name, o in cluster.get("Outputs", {}).items()}
 
     def __call__(self, node: Any) -> Any:
         if isinstance(node, str):
@@ -40,6 +41,8 @@ class Resolver:
             return arg[0].join(str(self(part)) for part in arg[1])
         if fn == "Fn::ImportValue":
             return self(self.exports[arg])
+        if fn == "Fn::GetStackOutput":  # weak cross-stack reference (@aws-cdk/core:defaultCrossStackReferences)
+            return self(self.outputs[arg["OutputName"]])
         if fn == "Ref":
             return {"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}.get(
                 arg) or self.physical_ids[arg]
