@@ -26,8 +26,12 @@ from eks_multus_cdk.naming import IFNAME_PREFIX, asg_name
 
 LAUNCH_HOOK = "multus-eni-launch"
 TERMINATE_HOOK = "multus-eni-terminate"
-# The Lambda finishes in seconds; this is how long an instance may wait before the default result applies.
-HOOK_TIMEOUT_SECONDS = 300
+# How long an action may go without a heartbeat or completion before the default result applies. The Lambda
+# sends a heartbeat every 60 s while it waits for a pending instance (ENI_ATTACHER_HEARTBEAT_SECONDS), so 300 s
+# covers a missed heartbeat plus one Lambda retry delay (1-2 min) if an invocation dies.
+LAUNCH_HOOK_TIMEOUT_SECONDS = 300
+# The terminate hook's work takes seconds and never detaches anything; CONTINUE is also the default result.
+TERMINATE_HOOK_TIMEOUT_SECONDS = 120
 INTERFACE_WAIT_SECONDS = 240
 
 
@@ -155,6 +159,7 @@ class MultusNodeGroup(Construct):
         self.eni_attacher = EniAttacher(
             self, "EniAttacher", asg_name=self.asg_name, networks=config.multus_networks,
             multus_subnets=multus_subnets, security_group=multus_security_group, log_retention=log_retention,
+            launch_hook_name=LAUNCH_HOOK, terminate_hook_name=TERMINATE_HOOK,
         )
         self.auto_scaling_group = autoscaling.AutoScalingGroup(
             self, "Group",
@@ -171,10 +176,10 @@ class MultusNodeGroup(Construct):
         self.auto_scaling_group.node.default_child.lifecycle_hook_specification_list = [
             autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(
                 lifecycle_hook_name=LAUNCH_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING",
-                default_result="ABANDON", heartbeat_timeout=HOOK_TIMEOUT_SECONDS),
+                default_result="ABANDON", heartbeat_timeout=LAUNCH_HOOK_TIMEOUT_SECONDS),
             autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(
                 lifecycle_hook_name=TERMINATE_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
-                default_result="CONTINUE", heartbeat_timeout=HOOK_TIMEOUT_SECONDS),
+                default_result="CONTINUE", heartbeat_timeout=TERMINATE_HOOK_TIMEOUT_SECONDS),
         ]
         acknowledge(self.auto_scaling_group, {
             "AwsSolutions-AS3": "Instance launches and terminations go to EventBridge lifecycle actions that the ENI "

@@ -91,26 +91,57 @@ def world(clients, monkeypatch):
         patches.undo()
 
 
+class LineCatcher(logging.Handler):
+    """Collects the messages of the `eni_attacher` logger (which writes to stdout and does not propagate)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 class Runner:
-    """Calls the real handler with the world's clients and returns the one JSON line it logged."""
+    """Calls the real handler with the world's clients and simulated clock; returns the one JSON line it logged.
 
-    def __init__(self, clients, caplog) -> None:
+    `raises=True` expects the handler to raise after logging (a failed CompleteLifecycleAction).
+    """
+
+    def __init__(self, clients, catcher: LineCatcher, world=None) -> None:
         self.clients = clients
-        self.caplog = caplog
+        self.catcher = catcher
+        self.world = world
 
-    def __call__(self, event) -> dict:
-        from eni_attacher.handler import handler
+    def __call__(self, event, *, raises: bool = False) -> dict:
+        from eni_attacher.handler import CompletionFailed, handler
 
-        self.caplog.clear()
-        returned = handler(event, None, clients=self.clients)
-        lines = [r.getMessage() for r in self.caplog.records if r.name == "eni_attacher"]
+        self.catcher.lines.clear()
+        clock = self.world.clock if self.world is not None else None
+        if raises:
+            with pytest.raises(CompletionFailed):
+                handler(event, None, clients=self.clients, clock=clock)
+            returned = None
+        else:
+            returned = handler(event, None, clients=self.clients, clock=clock)
+        lines = list(self.catcher.lines)
         assert len(lines) == 1, f"expected exactly one log line, got {lines}"
         logged = json.loads(lines[0])
-        assert logged == json.loads(json.dumps(returned, default=str))
+        if returned is not None:
+            assert logged == json.loads(json.dumps(returned, default=str))
         return logged
 
 
 @pytest.fixture
-def run(clients, caplog):
-    caplog.set_level(logging.INFO, logger="eni_attacher")
-    return Runner(clients, caplog)
+def catcher():
+    handler_ = LineCatcher()
+    log = logging.getLogger("eni_attacher")
+    log.addHandler(handler_)
+    yield handler_
+    log.removeHandler(handler_)
+
+
+@pytest.fixture
+def run(clients, catcher, request):
+    world = request.getfixturevalue("world") if "world" in request.fixturenames else None
+    return Runner(clients, catcher, world)
