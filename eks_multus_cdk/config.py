@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eks_multus_cdk.instance_types import eni_limits
+from eks_multus_cdk.instance_types import eni_limits, vpc_cni_pod_addresses
 from eks_multus_cdk.multus_manifests import REGISTRY_ACCOUNTS
 
 CONTEXT_KEY = "eksMultus"
@@ -385,6 +385,10 @@ def _validate_node_group(ng: NodeGroupConfig, path: str, n_networks: int, names:
             f"takes at most {max_enis} network interfaces, but the primary ENI plus {n_networks} Multus "
             f"networks need {n_networks + 1}",
         )
+    ipv4 = ng.ipv4_per_interface or (limits.ipv4_per_interface if limits else None)
+    if ipv4 is not None and vpc_cni_pod_addresses(max_enis, ipv4, n_networks) < 1:  # issue 9: the pod limit
+        _fail(f"{path}.instanceType", ng.instance_type, f"leaves the VPC CNI no pod address: {max_enis} ENIs minus "
+              f"{n_networks} Multus ENIs, {ipv4} IPv4 addresses per ENI (one is the ENI's own)")
     if not 20 <= ng.volume_size <= 16384:
         _fail(f"{path}.volumeSize", ng.volume_size, "must be between 20 and 16384 GiB (the EKS AMI needs 20)")
     if not 0 <= ng.min_size <= ng.desired_capacity <= ng.max_size or ng.max_size < 1:

@@ -1,7 +1,8 @@
 """Step 4 of the walkthrough: the self-managed node group whose nodes carry the Multus ENIs.
 
 Each node is an AL2023 EKS-optimized instance from a launch template. Its user data has two MIME parts:
-a nodeadm `NodeConfig` (cluster name, endpoint, CA, service CIDR, labels, taints) and the shell script
+a nodeadm `NodeConfig` (cluster name, endpoint, CA, service CIDR, labels, taints, the startup taint, and
+kubelet's max pods as a `maxPodsExpression` that leaves out the Multus ENIs) and the shell script
 `userdata/setup-multus-interfaces.sh`, which waits for the ENIs the lifecycle Lambda attaches, brings them up and
 renames them `multus1..N` by device index. cloud-init runs that script before nodeadm starts kubelet, so the
 VPC CNI starts only after the Multus interfaces are in place.
@@ -20,9 +21,10 @@ from constructs import Construct
 
 from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.compliance import acknowledge, managed_policy_finding
-from eks_multus_cdk.config import AppConfig, NodeGroupConfig
+from eks_multus_cdk.config import AppConfig, NodeGroupConfig, Taint
 from eks_multus_cdk.eni_attacher import EniAttacher
-from eks_multus_cdk.naming import IFNAME_PREFIX, asg_name
+from eks_multus_cdk.multus_manifests import MANIFEST_FILES, load_manifest_file
+from eks_multus_cdk.naming import IFNAME_PREFIX, STARTUP_TAINT_KEY, asg_name
 
 LAUNCH_HOOK = "multus-eni-launch"
 TERMINATE_HOOK = "multus-eni-terminate"
@@ -33,6 +35,35 @@ LAUNCH_HOOK_TIMEOUT_SECONDS = 300
 # The terminate hook's work takes seconds and never detaches anything; CONTINUE is also the default result.
 TERMINATE_HOOK_TIMEOUT_SECONDS = 120
 INTERFACE_WAIT_SECONDS = 240
+# Registered by kubelet; removed by the pod-address controller (controller/multus_ip_controller/startup_taint.py)
+# once the node's multus1..N are up and the Multus daemon runs there. DaemonSets that must run first tolerate it.
+STARTUP_TAINT = Taint(key=STARTUP_TAINT_KEY, value="interfaces", effect="NoSchedule")
+# hostNetwork pods EKS itself runs on every node besides aws-node and kube-proxy (the +2 of its formula): the Pod
+# Identity agent add-on, which PodAddressSync installs with crossNodeTraffic.
+POD_IDENTITY_AGENT_PODS = 1
+
+
+def host_network_daemonsets(cross_node_traffic: bool) -> int:
+    """hostNetwork DaemonSets this app ships on every node (they take a pod slot but no VPC CNI address)."""
+    folders = [("multus", MANIFEST_FILES)]
+    if cross_node_traffic:
+        from eks_multus_cdk.pod_addresses import CONTROLLER_FILES, WHEREABOUTS_FILES
+
+        folders += [("whereabouts", WHEREABOUTS_FILES), ("pod-address-sync", CONTROLLER_FILES)]
+    count = sum(
+        1 for folder, files in folders for name in files
+        for obj in load_manifest_file(asset_path("manifests", folder, name))
+        if obj.get("kind") == "DaemonSet" and obj["spec"]["template"]["spec"].get("hostNetwork")
+    )
+    return count + (POD_IDENTITY_AGENT_PODS if cross_node_traffic else 0)
+
+
+def max_pods_expression(multus_networks: int, host_network_pods: int) -> str:
+    """nodeadm's `maxPodsExpression` (CEL over `default_enis` and `ips_per_eni` of the instance type): what the
+    VPC CNI can serve once it skips the Multus ENIs, plus the pods that need no address. nodeadm's default counts
+    every ENI (29 on c5.large); with 2 Multus ENIs the VPC CNI has one ENI and 9 addresses, and pods past those
+    hang in ContainerCreating. Same formula as `instance_types.max_pods`."""
+    return f"(default_enis - {multus_networks}) * (ips_per_eni - 1) + 2 + {host_network_pods}"
 
 
 def node_ami_parameter(kubernetes_version: str, architecture: ec2.InstanceArchitecture) -> str:
@@ -42,14 +73,16 @@ def node_ami_parameter(kubernetes_version: str, architecture: ec2.InstanceArchit
 
 
 def node_config(
-    *, cluster_name: str, endpoint: str, certificate_authority: str, service_cidr: str, group: NodeGroupConfig
+    *, cluster_name: str, endpoint: str, certificate_authority: str, service_cidr: str, group: NodeGroupConfig,
+    max_pods: str | None = None, startup_taint: bool = False,
 ) -> str:
     """nodeadm NodeConfig document (JSON is valid YAML; CDK tokens stay plain strings inside it)."""
     flags = []
     if group.labels:
         flags.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(group.labels.items())))
-    if group.taints:
-        flags.append("--register-with-taints=" + ",".join(f"{t.key}={t.value}:{t.effect}" for t in group.taints))
+    taints = [*group.taints, *([STARTUP_TAINT] if startup_taint else [])]
+    if taints:
+        flags.append("--register-with-taints=" + ",".join(f"{t.key}={t.value}:{t.effect}" for t in taints))
     spec: dict = {
         "cluster": {
             "name": cluster_name,
@@ -58,8 +91,13 @@ def node_config(
             "cidr": service_cidr,
         }
     }
+    kubelet: dict = {}
+    if max_pods:
+        kubelet["maxPodsExpression"] = max_pods
     if flags:
-        spec["kubelet"] = {"flags": flags}
+        kubelet["flags"] = flags
+    if kubelet:
+        spec["kubelet"] = kubelet
     return json.dumps({"apiVersion": "node.eks.aws/v1alpha1", "kind": "NodeConfig", "spec": spec}, indent=2)
 
 
@@ -79,7 +117,12 @@ def interface_script(network_count: int) -> str:
 class MultusNodeGroup(Construct):
     """A self-managed Auto Scaling group of EKS nodes, each with one ENI per Multus network.
 
-    Attributes: `auto_scaling_group`, `launch_template`, `role`, `eni_attacher`, `access_entry`, `asg_name`.
+    Attributes: `auto_scaling_group`, `launch_template`, `role`, `eni_attacher`, `access_entry`, `asg_name`,
+    `max_pods_expression`.
+
+    `startup_taint=True` registers every node with the NoSchedule taint `STARTUP_TAINT`; only do that where
+    something removes it (the app sets it when it deploys the pod-address controller, i.e. `crossNodeTraffic`):
+    otherwise no pod without a toleration would ever schedule on the group.
     """
 
     def __init__(
@@ -95,6 +138,7 @@ class MultusNodeGroup(Construct):
         multus_subnets: list[list[ec2.ISubnet]],
         multus_security_group: ec2.ISecurityGroup,
         log_retention,  # noqa: ANN001 - aws_logs.RetentionDays
+        startup_taint: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         # A fixed name lets the EventBridge rule and the IAM policy name the group without a dependency cycle.
@@ -126,13 +170,16 @@ class MultusNodeGroup(Construct):
             access_entry_type=eks.AccessEntryType.EC2_LINUX, access_policies=[],
         )
 
+        self.max_pods_expression = max_pods_expression(
+            len(config.multus_networks), host_network_daemonsets(config.cross_node_traffic))
         user_data = ec2.MultipartUserData()
         user_data.add_part(ec2.MultipartBody.from_raw_body(
             content_type="application/node.eks.aws",
             body=node_config(
                 cluster_name=cluster.cluster_name, endpoint=cluster.cluster_endpoint,
                 certificate_authority=cluster.cluster_certificate_authority_data,
-                service_cidr=config.service_cidr, group=group,
+                service_cidr=config.service_cidr, group=group, max_pods=self.max_pods_expression,
+                startup_taint=startup_taint,
             ),
         ))
         user_data.add_part(ec2.MultipartBody.from_raw_body(

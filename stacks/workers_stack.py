@@ -32,6 +32,8 @@ class WorkersStack(PinnedAzStack):
                 self, construct_id, config=config, group=group, cluster=cluster, vpc=network.vpc,
                 node_subnets=network.private_subnets, multus_subnets=network.multus_subnets,
                 multus_security_group=network.multus_security_group, log_retention=log_retention(config),
+                # the pod-address controller (crossNodeTraffic) removes the startup taint
+                startup_taint=config.cross_node_traffic,
             )
             CfnOutput(self, f"{construct_id}AsgName", value=ng.asg_name)
             CfnOutput(self, f"{construct_id}EniFunction", value=ng.eni_attacher.function.function_name)
