@@ -24,7 +24,7 @@ from eks_multus_cdk.compliance import acknowledge, managed_policy_finding
 from eks_multus_cdk.config import AppConfig, NodeGroupConfig, Taint
 from eks_multus_cdk.eni_attacher import EniAttacher
 from eks_multus_cdk.multus_manifests import MANIFEST_FILES, load_manifest_file
-from eks_multus_cdk.naming import IFNAME_PREFIX, STARTUP_TAINT_KEY, asg_name
+from eks_multus_cdk.naming import IFNAME_PREFIX, INTERFACE_COUNT_LABEL, STARTUP_TAINT_KEY, asg_name
 
 LAUNCH_HOOK = "multus-eni-launch"
 TERMINATE_HOOK = "multus-eni-terminate"
@@ -74,12 +74,15 @@ def node_ami_parameter(kubernetes_version: str, architecture: ec2.InstanceArchit
 
 def node_config(
     *, cluster_name: str, endpoint: str, certificate_authority: str, service_cidr: str, group: NodeGroupConfig,
-    max_pods: str | None = None, startup_taint: bool = False,
+    max_pods: str | None = None, startup_taint: bool = False, multus_interfaces: int | None = None,
 ) -> str:
     """nodeadm NodeConfig document (JSON is valid YAML; CDK tokens stay plain strings inside it)."""
     flags = []
-    if group.labels:
-        flags.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(group.labels.items())))
+    labels = dict(group.labels)
+    if multus_interfaces is not None:
+        labels[INTERFACE_COUNT_LABEL] = str(multus_interfaces)
+    if labels:
+        flags.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
     taints = [*group.taints, *([STARTUP_TAINT] if startup_taint else [])]
     if taints:
         flags.append("--register-with-taints=" + ",".join(f"{t.key}={t.value}:{t.effect}" for t in taints))
@@ -179,7 +182,7 @@ class MultusNodeGroup(Construct):
                 cluster_name=cluster.cluster_name, endpoint=cluster.cluster_endpoint,
                 certificate_authority=cluster.cluster_certificate_authority_data,
                 service_cidr=config.service_cidr, group=group, max_pods=self.max_pods_expression,
-                startup_taint=startup_taint,
+                startup_taint=startup_taint, multus_interfaces=len(config.multus_networks),
             ),
         ))
         user_data.add_part(ec2.MultipartBody.from_raw_body(

@@ -185,8 +185,11 @@ def test_controller_rbac_reads_and_patches_only_pod_status():
     (role,) = by_kind(objects, "ClusterRole")
     assert kubernetes_validate.validate(role, KUBERNETES_VERSION, strict=True) == KUBERNETES_VERSION
     writes = [r for r in role["rules"] if set(r["verbs"]) - {"get", "list", "watch"}]
-    # The one write: the readiness-gate condition, through the status subresource only (never pods themselves).
-    assert writes == [{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]}]
+    # The readiness-gate condition, through the status subresource only (never pods themselves); and (issue 9)
+    # the node's startup taint and its MultusInterfacesReady condition.
+    assert writes == [{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+                      {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]},
+                      {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]}]
     assert all("*" not in r["verbs"] + r["resources"] + r["apiGroups"] for r in role["rules"])
     (binding,) = by_kind(objects, "ClusterRoleBinding")
     (account,) = by_kind(objects, "ServiceAccount")
