@@ -257,7 +257,7 @@ def test_every_node_group_gets_its_own_asg_and_lambda(make_config):
     assert asgs == {"eks-multus-ng1", "eks-multus-ng2"}
     assert len([k for k in resources(template, "AWS::Lambda::Function") if "EniAttacher" in k]) == 2
     user_data = json.dumps(template)
-    assert "--node-labels=role=upf" in user_data
+    assert "--node-labels=eks-multus/multus-interfaces=2,role=upf" in user_data
     assert "--register-with-taints=dedicated=upf:NoSchedule,eks-multus/not-ready=interfaces:NoSchedule" in user_data
 
 
