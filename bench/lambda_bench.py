@@ -107,8 +107,8 @@ def main() -> int:
                 calls = counter.reset()
                 describes = len(world.pending.describes) - describes_before
                 ok = record["result"] == "CONTINUE" and took <= pending + 5 and describes <= took / 5 + 2
-                rows.append((f"pending {pending} s: time to CONTINUE (simulated)", f"{took:.0f} s", f"<= {pending + 5} s",
-                             ok))
+                rows.append((f"pending {pending} s: time to CONTINUE (simulated)", f"{took:.0f} s",
+                             f"<= {pending + 5} s", ok))
                 rows.append((f"pending {pending} s: DescribeInstances / heartbeats", f"{describes} / "
                              f"{calls['RecordLifecycleActionHeartbeat']}", "<= 1 per 5 s", ok))
 

@@ -197,7 +197,8 @@ def api_server():
 
 def test_node_whose_enis_never_came_keeps_the_taint_and_says_why(api_server, tmp_path):
     fake, api = api_server(node(), [multus_pod()])
-    worker = st.StartupTaint(api, "n1", sysfs_net=sysfs(tmp_path, multus1="0x1003"), clock=lambda: "2026-11-30T00:00:00Z")
+    worker = st.StartupTaint(api, "n1", sysfs_net=sysfs(tmp_path, multus1="0x1003"),
+                             clock=lambda: "2026-11-30T00:00:00Z")
     assert worker.step() is False
     assert worker.step() is False  # no change: no second status patch
     assert TAINT in fake.node["spec"]["taints"]
@@ -233,7 +234,8 @@ def test_concurrent_taint_change_is_not_overwritten(api_server, tmp_path):
     api.get_node = stale_get
     with pytest.raises(Exception, match="422|Unprocessable|Invalid"):
         worker.step()
-    assert {"key": "late", "effect": "NoExecute"} in fake.node["spec"]["taints"] and TAINT in fake.node["spec"]["taints"]
+    taints = fake.node["spec"]["taints"]
+    assert {"key": "late", "effect": "NoExecute"} in taints and TAINT in taints
     api.get_node = original_get
     assert worker.step() is True
     assert {t["key"] for t in fake.node["spec"]["taints"]} == {"dedicated", "late"}

@@ -207,9 +207,8 @@ def iam_audit(request, monkeypatch):
     if "world" not in request.fixturenames:
         yield None
         return
-    from iam_eval import IamAudit
-
     from eni_attacher import handler as handler_module
+    from iam_eval import IamAudit
 
     world = request.getfixturevalue("world")
     audit = IamAudit(_world_statements(request.getfixturevalue("eni_policy_statements"), world))

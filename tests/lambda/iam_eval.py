@@ -28,7 +28,7 @@ import fnmatch
 import re
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 ACCOUNT = "123456789012"
@@ -49,7 +49,7 @@ class Unsupported(AssertionError):
 # ------------------------------------------------------------------------------------------ the reference
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference(action: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     """resource type -> (ARN format, condition keys) for `service:Action`; "*" for the resource-less entry."""
     from policy_sentry.querying.actions import get_action_data

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from eni_attacher import adapter, handler
 from eni_attacher.planning import Network, client_token, eni_tags
-from eni_moto_world import ASG_NAME, AZS, EVENT_TIME, NETWORKS, REGION, assert_has_its_enis
+from eni_moto_world import ASG_NAME, AZS, EVENT_TIME, NETWORKS, assert_has_its_enis
 
 
 @pytest.mark.parametrize("az", AZS)

@@ -20,10 +20,10 @@ from eni_attacher.planning import (
     is_transient,
     load_config,
     parse_event,
+    parse_time,
     plan_launch,
     plan_sweep,
     plan_terminate,
-    parse_time,
 )
 
 NETS = (

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import pytest
-from eni_moto_world import ASG_NAME, AZS, EVENT_TIME, NETWORKS, assert_has_its_enis
 from eni_attacher.handler import SWEEP_EVENT
 from eni_attacher.planning import Network, eni_tags
+from eni_moto_world import ASG_NAME, AZS, EVENT_TIME, NETWORKS, assert_has_its_enis
 
 FOREIGN = "nth-drain-hook"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from eni_moto_world import AZS, EVENT_TIME, NETWORKS
 from eni_attacher.handler import SWEEP_EVENT
+from eni_moto_world import AZS, EVENT_TIME, NETWORKS
 from iam_eval import Unsupported, decide, reference
 
 EVERY_ACTION = {
@@ -120,10 +120,15 @@ def test_enis_of_another_group_and_foreign_instances_are_out_of_reach(world, run
     world.expected_denials = len(world.iam.denied)
 
 
+def _shape(statements):
+    def actions(s):
+        return sorted(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+
+    return sorted((s.get("Sid", ""), s["Effect"], json.dumps(actions(s))) for s in statements)
+
+
 def test_the_apps_template_has_the_same_statements(synthesized, eni_policy_statements):
     workers = synthesized.templates[synthesized.workers_stack.stack_name]
     (policy,) = [v for k, v in workers["Resources"].items()
                  if v["Type"] == "AWS::IAM::Policy" and k.startswith("NodeGroupEniAttacher")]
-    app = sorted((s.get("Sid", ""), s["Effect"], json.dumps(sorted(s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))) for s in policy["Properties"]["PolicyDocument"]["Statement"])
-    probe = sorted((s.get("Sid", ""), s["Effect"], json.dumps(sorted(s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))) for s in eni_policy_statements)
-    assert app == probe
+    assert _shape(policy["Properties"]["PolicyDocument"]["Statement"]) == _shape(eni_policy_statements)
