@@ -10,6 +10,8 @@ VPC CNI starts only after the Multus interfaces are in place.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import shlex
 
@@ -35,6 +37,9 @@ LAUNCH_HOOK_TIMEOUT_SECONDS = 300
 # The terminate hook's work takes seconds and never detaches anything; CONTINUE is also the default result.
 TERMINATE_HOOK_TIMEOUT_SECONDS = 120
 INTERFACE_WAIT_SECONDS = 240
+SCRIPT_ON_NODE = "/usr/local/sbin/setup-multus-interfaces.sh"
+# EC2's limit on user data, in raw form (before base64).
+USER_DATA_LIMIT = 16384
 # Registered by kubelet; removed by the pod-address controller (controller/multus_ip_controller/startup_taint.py)
 # once the node's multus1..N are up and the Multus daemon runs there. DaemonSets that must run first tolerate it.
 STARTUP_TAINT = Taint(key=STARTUP_TAINT_KEY, value="interfaces", effect="NoSchedule")
@@ -111,10 +116,21 @@ def interface_script(network_count: int) -> str:
         "MULTUS_IFNAME_PREFIX": IFNAME_PREFIX,
         "MULTUS_WAIT_SECONDS": str(INTERFACE_WAIT_SECONDS),
     }
-    script = asset_path("userdata", "setup-multus-interfaces.sh").read_text()
-    body = script.split("\n", 1)[1] if script.startswith("#!") else script
+    script = asset_path("userdata", "setup-multus-interfaces.sh").read_bytes()
+    # EC2 takes at most 16 KB of user data, and the commented script alone is larger: it travels gzip-compressed
+    # (mtime 0: the same bytes on every synth) and is installed on the node, where it can be re-run by hand.
+    packed = base64.encodebytes(gzip.compress(script, compresslevel=9, mtime=0)).decode().strip()
     exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in settings.items())
-    return f"#!/bin/bash\n{exports}\n{body}"
+    return (
+        f"#!/bin/bash\n{exports}\n"
+        f"# userdata/setup-multus-interfaces.sh of eks-multus-cdk, gzip + base64 (EC2 user data is limited to 16 KB)\n"
+        f"set -euo pipefail\n"
+        f"target=${{MULTUS_SCRIPT_PATH:-{SCRIPT_ON_NODE}}}\n"
+        f'mkdir -p "$(dirname "$target")"\n'
+        f"base64 -d <<'EKS_MULTUS_SCRIPT' | gunzip >\"$target\"\n{packed}\nEKS_MULTUS_SCRIPT\n"
+        f'chmod 0755 "$target"\n'
+        f'exec "$target"\n'
+    )
 
 
 class MultusNodeGroup(Construct):

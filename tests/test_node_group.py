@@ -270,3 +270,29 @@ def test_config_rejects_an_instance_type_that_leaves_the_vpc_cni_no_address():
                                       "ipv4PerInterface": 1}]})
     parse_config({"nodeGroups": [{"name": "ng1", "instanceType": "x9.large", "maxNetworkInterfaces": 3,
                                   "ipv4PerInterface": 2}]})
+
+
+def test_user_data_fits_ec2s_16_kb_and_carries_the_script_byte_for_byte(workers):
+    """EC2 rejects more than 16384 bytes of raw user data. The tokens resolve at deploy time: the CA bundle of an
+    EKS cluster is about 1.5 KB of base64, the endpoint and the name well under 100 characters; counted here as
+    2048, 128 and 100."""
+    import base64
+    import gzip
+    import re
+    from pathlib import Path
+
+    from eks_multus_cdk.node_group import USER_DATA_LIMIT
+
+    _, lt = _one(workers, "AWS::EC2::LaunchTemplate")
+    parts = lt["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    tokens = [p for p in parts if not isinstance(p, str)]
+    assert len(tokens) == 3  # cluster name, endpoint, certificate authority
+    sizes = {"Arn": 100, "Endpoint": 128, "CertificateAuthorityData": 2048}
+    total = sum(len(p.encode()) for p in parts if isinstance(p, str))
+    total += sum(max(n for key, n in sizes.items() if key in json.dumps(t) or key == "Arn") for t in tokens)
+    assert total < USER_DATA_LIMIT, total
+    text = "".join(p for p in parts if isinstance(p, str))
+    marker = r"<<'EKS_MULTUS_SCRIPT' \| gunzip >\"\$target\"\n(.*?)\nEKS_MULTUS_SCRIPT\n"
+    packed = re.search(marker, text, re.S).group(1)
+    script = Path(__file__).resolve().parents[1] / "userdata" / "setup-multus-interfaces.sh"
+    assert gzip.decompress(base64.b64decode(packed)) == script.read_bytes()
