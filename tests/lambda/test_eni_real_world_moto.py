@@ -170,3 +170,31 @@ def test_sweeper_does_nothing_on_a_clean_group(world, run):
     calls = _calls(world)
     record = run(SWEEP_EVENT)
     assert record["deleted"] == [] and calls == ["DescribeNetworkInterfaces"]
+
+
+# ------------------------------------------------------------------------------------------------ the log line
+
+
+def test_the_log_line_is_a_bare_embedded_metric_document_on_stdout(world, run, capsys):
+    """CloudWatch extracts EMF metrics only from a log event that is one JSON object: no logging prefix."""
+    import json
+
+    instance_id = world.launch_instance()
+    world.faults.add("CreateNetworkInterface", "InsufficientFreeAddressesInSubnet", times=None)
+    capsys.readouterr()
+    record = run(world.launch_event(instance_id))
+    (line,) = capsys.readouterr().out.splitlines()
+    doc = json.loads(line)
+    assert doc == record
+    (directive,) = doc["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "EksMultus/EniAttacher"
+    for dimension_set in directive["Dimensions"]:
+        assert all(isinstance(doc[d], str) for d in dimension_set)
+    assert {m["Name"] for m in directive["Metrics"]} == {"LaunchAbandoned", "CompletionFailed"}
+    assert doc["LaunchAbandoned"] == 1 and doc["CompletionFailed"] == 0 and doc["AutoScalingGroupName"] == ASG_NAME
+    assert isinstance(doc["_aws"]["Timestamp"], int)
+
+
+def test_ignored_events_carry_no_metrics(world, run):
+    record = run(world.launch_event(world.launch_instance(), hook=FOREIGN))
+    assert "_aws" not in record
