@@ -133,7 +133,6 @@ def launch(aws: Aws, cfg: Config, ev: LifecycleEvent, *, clock: Clock | None = N
 
     try:
         while True:
-            record["attempts"] += 1
             try:
                 if _attempt(aws, cfg, ev, record, attachments, pause):
                     break
@@ -172,6 +171,7 @@ def _attempt(aws: Aws, cfg: Config, ev: LifecycleEvent, record: dict[str, Any],
         record["pending_polls"] = record.get("pending_polls", 0) + 1
         pause(f"instance {instance.id} is still pending")
         return False
+    record["attempts"] += 1  # passes that found the instance running
     owned = _step("DescribeNetworkInterfaces", _owned, aws, cfg, ev.instance_id)
     for eni in owned:
         on = eni.attachment is not None and eni.attachment.instance_id == ev.instance_id
