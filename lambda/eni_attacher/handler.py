@@ -12,7 +12,8 @@ CloudWatch only extracts metrics from a log event that is a JSON object as a who
   lifecycle hook of ours is left waiting for its timeout.
 - If CompleteLifecycleAction itself fails (after botocore's retries), the line is logged and the handler raises,
   so Lambda retries the idempotent invocation and finally sends the event to the dead-letter queue.
-- `{"eksMultusAction": "sweep"}` (the scheduled rule's input) runs the sweeper.
+- `{"eksMultusAction": "sweep"}` (the scheduled rule's input) runs the sweeper; a sweep that failed raises after its
+  log line too, so the function's error alarm sees it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class CompletionFailed(RuntimeError):
     """CompleteLifecycleAction failed after botocore's retries; raised after the log line so Lambda retries."""
 
 
+class SweepFailed(RuntimeError):
+    """The sweeper could not list or delete leftovers; raised after the log line (error alarm, then retries)."""
+
+
 def _default_clients(settings: Settings) -> Clients:
     global _clients
     if _clients is None:
@@ -88,6 +93,8 @@ def handler(event: Any, context: Any = None, *, clients: Clients | None = None,
     if record.get("lifecycle") == "failed":
         raise CompletionFailed(f"CompleteLifecycleAction failed for {record.get('instance')}: "
                                f"{'; '.join(e for e in record['errors'] if 'CompleteLifecycleAction' in e)}")
+    if record.get("action") == "sweep" and record.get("result") == "error":
+        raise SweepFailed(f"sweep of {record.get('asg')} failed: {record.get('reason')}; {record.get('errors')}")
     return record
 
 

@@ -105,7 +105,7 @@ class LineCatcher(logging.Handler):
 class Runner:
     """Calls the real handler with the world's clients and simulated clock; returns the one JSON line it logged.
 
-    `raises=True` expects the handler to raise after logging (a failed CompleteLifecycleAction).
+    `raises=True` expects the handler to raise after logging (a failed CompleteLifecycleAction or sweep).
     """
 
     def __init__(self, clients, catcher: LineCatcher, world=None) -> None:
@@ -114,12 +114,12 @@ class Runner:
         self.world = world
 
     def __call__(self, event, *, raises: bool = False) -> dict:
-        from eni_attacher.handler import CompletionFailed, handler
+        from eni_attacher.handler import CompletionFailed, SweepFailed, handler
 
         self.catcher.lines.clear()
         clock = self.world.clock if self.world is not None else None
         if raises:
-            with pytest.raises(CompletionFailed):
+            with pytest.raises((CompletionFailed, SweepFailed)):
                 handler(event, None, clients=self.clients, clock=clock)
             returned = None
         else:

@@ -198,3 +198,14 @@ def test_the_log_line_is_a_bare_embedded_metric_document_on_stdout(world, run, c
 def test_ignored_events_carry_no_metrics(world, run):
     record = run(world.launch_event(world.launch_instance(), hook=FOREIGN))
     assert "_aws" not in record
+
+
+def test_a_failed_sweep_raises_after_its_log_line(world, run):
+    gone = world.launch_instance()
+    world.ec2.terminate_instances(InstanceIds=[gone])
+    leftover = _leftover(world, gone)
+    world.clock.sleep(400)
+    world.faults.add("DeleteNetworkInterface", "InternalError", times=None)
+    record = run(SWEEP_EVENT, raises=True)
+    assert record["result"] == "error" and record["deleted"] == [] and "DeleteNetworkInterface" in record["errors"][0]
+    assert leftover in {e["NetworkInterfaceId"] for e in world.all_enis()}
