@@ -256,3 +256,31 @@ def test_run_loop_stops_when_done_and_survives_errors(api_server, tmp_path):
     worker.step = flaky
     worker.run(threading.Event(), every=0.01)
     assert len(calls) == 2 and TAINT not in fake.node["spec"]["taints"]
+
+
+def test_main_starts_the_startup_taint_loop_for_its_node(monkeypatch):
+    """The few lines of wiring in main.py: the loop runs for NODE_NAME with IFNAME_PREFIX and stops with the rest."""
+    from multus_ip_controller import ec2 as ec2_mod
+    from multus_ip_controller import kube
+    from multus_ip_controller import main as main_mod
+
+    class FakeKube:
+        def get_node(self, name):
+            return {"spec": {"providerID": "aws:///us-west-2a/i-0123456789abcdef0"},
+                    "metadata": {"labels": {"topology.kubernetes.io/zone": "us-west-2a"}}}
+
+        def watch_pods(self, node, poke, stop):
+            stop.wait()
+
+        get_nad = list_pods = patch_pod_condition = None  # referenced by main, never called here
+
+    started = []
+    monkeypatch.setattr(kube, "KubeClient", FakeKube)
+    monkeypatch.setattr(ec2_mod, "make_client", lambda region: object())
+    monkeypatch.setattr(main_mod.Loop, "run", lambda self: self.stop.set())
+    monkeypatch.setattr(main_mod.signal, "signal", lambda *a: None)
+    monkeypatch.setattr(st, "start", lambda node, prefix, stop: started.append((node, prefix, stop)))
+    rc = main_mod.main({"NODE_NAME": "n1", "POD_RANGES": '["10.0.4.128/25"]', "AWS_REGION": "us-west-2",
+                        "IFNAME_PREFIX": "net"})
+    assert rc == 0 and [(n, p) for n, p, _ in started] == [("n1", "net")]
+    assert started[0][2].is_set()  # the same stop event as the main loop
