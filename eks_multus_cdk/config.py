@@ -495,6 +495,8 @@ def _validate_node_group(ng: NodeGroupConfig, path: str, n_networks: int, names:
             f"takes at most {max_enis} network interfaces, but the primary ENI plus {n_networks} Multus "
             f"networks need {n_networks + 1}",
         )
+    # The VPC CNI keeps at least one address: the check above leaves it an ENI, and ipv4PerInterface >= 2 (see
+    # _check_overrides; every known type has more). tests/test_node_group.py proves it for the whole table.
     if not 20 <= ng.volume_size <= 16384:
         _fail(f"{path}.volumeSize", ng.volume_size, "must be between 20 and 16384 GiB (the EKS AMI needs 20)")
     if not 0 <= ng.min_size <= ng.max_size or ng.max_size < 1:

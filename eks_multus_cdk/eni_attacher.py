@@ -1,13 +1,18 @@
 """Step 5 of the walkthrough: the Lambda that gives each new node its Multus ENIs.
 
-An EventBridge rule sends this group's launch/terminate lifecycle actions to the function in `lambda/eni_attacher`.
-It creates one ENI per Multus network in the instance's own AZ (tagged at creation), attaches it at the
-network's device index and completes the action; on terminate it removes what it created.
+An EventBridge rule sends this group's launch/terminate lifecycle actions *of its own two hooks* (other tools'
+hooks on the same group never reach it) to the function in `lambda/eni_attacher`. It waits (with heartbeats)
+while the instance is pending, creates one ENI per Multus network in the instance's own AZ (tagged at creation),
+attaches it at the network's device index and completes the action. On terminate it detaches nothing (attached
+ENIs go with the instance through DeleteOnTermination) and deletes only unattached leftovers. A scheduled rule runs
+the same function as a sweeper for ENIs left when every attempt failed. Alarms watch the dead-letter queue, the
+function's errors and the ABANDON metric the function writes in embedded metric format.
 """
 
 from __future__ import annotations
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -27,14 +32,23 @@ from eks_multus_cdk.naming import OWNER_TAG, device_index
 LAUNCH_DETAIL_TYPE = "EC2 Instance-launch Lifecycle Action"
 TERMINATE_DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
 HANDLER = "eni_attacher.handler.handler"
+# The function waits for pending instances inside one invocation (metal types take minutes), keeping
+# ENI_ATTACHER_MARGIN_SECONDS for cleanup and completion. The launch hook's HeartbeatTimeout (node_group.py) is
+# longer than the heartbeat period and than one Lambda retry delay (1-2 min).
+FUNCTION_TIMEOUT = Duration.minutes(10)
+SWEEP_EVERY = Duration.minutes(15)
+SWEEP_EVENT = {"eksMultusAction": "sweep"}
+METRIC_NAMESPACE = "EksMultus/EniAttacher"  # lambda/eni_attacher/handler.py METRIC_NAMESPACE (a test checks)
 
 
 class EniAttacher(Construct):
     """ENI lifecycle Lambda, its EventBridge rule and its dead-letter queue, for one Auto Scaling group.
 
-    Attributes: `function`, `role`, `rule`, `dead_letter_queue`, `log_group`.
-    The Auto Scaling group must be named `asg_name` and must depend on this construct, so the rule and the
-    function exist before its first instance launches.
+    Attributes: `function`, `role`, `rule`, `sweep_rule`, `dead_letter_queue`, `log_group`, `alarms` (dict:
+    `dead_letters`, `errors`, `abandoned`; no actions: add your SNS topic with `alarm.add_alarm_action`).
+    The Auto Scaling group must be named `asg_name`, declare hooks named `launch_hook_name` and
+    `terminate_hook_name`, and depend on this construct, so the rule and the function exist before its first
+    instance launches.
     """
 
     def __init__(
@@ -47,6 +61,8 @@ class EniAttacher(Construct):
         multus_subnets: list[list[ec2.ISubnet]],
         security_group: ec2.ISecurityGroup,
         log_retention: logs.RetentionDays,
+        launch_hook_name: str,
+        terminate_hook_name: str,
         log_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -82,7 +98,7 @@ class EniAttacher(Construct):
             handler=HANDLER,
             code=lambda_.Code.from_asset(
                 str(asset_path("lambda")), exclude=["*", "!eni_attacher", "!eni_attacher/*.py"]),
-            timeout=Duration.minutes(2),
+            timeout=FUNCTION_TIMEOUT,
             memory_size=256,
             log_group=self.log_group,
             role=self.role,
@@ -90,6 +106,8 @@ class EniAttacher(Construct):
                 "MULTUS_NETWORKS": stack.to_json_string(env_networks),
                 "ASG_NAME": asg_name,
                 "OWNER_TAG_VALUE": asg_name,
+                "LAUNCH_HOOK_NAME": launch_hook_name,
+                "TERMINATE_HOOK_NAME": terminate_hook_name,
             },
             retry_attempts=2,
             max_event_age=Duration.minutes(10),
@@ -102,12 +120,23 @@ class EniAttacher(Construct):
             event_pattern=events.EventPattern(
                 source=["aws.autoscaling"],
                 detail_type=[LAUNCH_DETAIL_TYPE, TERMINATE_DETAIL_TYPE],
-                detail={"AutoScalingGroupName": [asg_name]},
+                # Only this construct's hooks: Auto Scaling sends one event per hook, and other tools add their own.
+                detail={"AutoScalingGroupName": [asg_name], "LifecycleHookName": [launch_hook_name,
+                                                                                  terminate_hook_name]},
             ),
             targets=[targets.LambdaFunction(
                 self.function, retry_attempts=4, max_event_age=Duration.minutes(10),
                 dead_letter_queue=self.dead_letter_queue)],
         )
+        self.sweep_rule = events.Rule(
+            self, "SweepSchedule",
+            description=f"Deletes available Multus ENIs of {asg_name} that no launch can use any more",
+            schedule=events.Schedule.rate(SWEEP_EVERY),
+            targets=[targets.LambdaFunction(
+                self.function, event=events.RuleTargetInput.from_object(SWEEP_EVENT), retry_attempts=2,
+                max_event_age=Duration.minutes(10), dead_letter_queue=self.dead_letter_queue)],
+        )
+        self.alarms = self._alarms(asg_name)
 
     def _grant(
         self, stack: Stack, asg_name: str, multus_subnets: list[list[ec2.ISubnet]], sg: ec2.ISecurityGroup
@@ -132,16 +161,24 @@ class EniAttacher(Construct):
                 sid="CreateEniInMultusSubnets", actions=["ec2:CreateNetworkInterface"],
                 resources=[arn("subnet", s.subnet_id) for subnets in multus_subnets for s in subnets]
                 + [arn("security-group", sg.security_group_id)]),
+            # Tag-on-create is authorized as CreateTags with ec2:CreateAction; the ENI being created is already
+            # pinned to the Multus subnets by CreateOwnedEni. No ec2:Subnet condition here: whether IAM fills
+            # resource keys of a resource that does not exist yet for this check is not documented, and a key
+            # that is absent would refuse every launch (the per-call test's evaluator supplies none for it).
             iam.PolicyStatement(
                 sid="TagOnCreate", actions=["ec2:CreateTags"], resources=[eni_arn],
-                conditions={"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}, **in_multus_subnets}),
+                conditions={"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}}),
             iam.PolicyStatement(
                 sid="ManageOwnedEni", resources=[eni_arn], conditions=owned,
                 actions=["ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface",
                          "ec2:ModifyNetworkInterfaceAttribute", "ec2:DeleteNetworkInterface"]),
+            # The Service Authorization Reference lists `instance` as a resource of all three: attaching,
+            # detaching and changing an attachment's DeleteOnTermination involve the instance (proven per call
+            # in tests/lambda/test_iam_per_call.py).
             iam.PolicyStatement(
                 sid="AttachToGroupInstances", resources=[arn("instance", "*")], conditions=in_group,
-                actions=["ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface"]),
+                actions=["ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface",
+                         "ec2:ModifyNetworkInterfaceAttribute"]),
             iam.PolicyStatement(
                 sid="CompleteLifecycle",
                 actions=["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"],
@@ -170,3 +207,25 @@ class EniAttacher(Construct):
             "The group's ARN contains a UUID assigned at creation; the name part pins this one group.",
         })
 
+    def _alarms(self, asg_name: str) -> dict[str, cloudwatch.Alarm]:
+        """Nothing fails silently: dead letters, function errors (a raised CompleteLifecycleAction failure
+        included) and ABANDONed launches each raise an alarm on their first occurrence."""
+        period = Duration.minutes(5)
+        abandoned = cloudwatch.Metric(
+            namespace=METRIC_NAMESPACE, metric_name="LaunchAbandoned",
+            dimensions_map={"AutoScalingGroupName": asg_name}, statistic="Sum", period=period)
+        specs = {
+            "dead_letters": ("DeadLetterAlarm", self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=period, statistic="Maximum"), "lifecycle or sweep events the ENI function never handled"),
+            "errors": ("ErrorAlarm", self.function.metric_errors(period=period, statistic="Sum"),
+                       "ENI function invocations that failed (for example CompleteLifecycleAction)"),
+            "abandoned": ("AbandonAlarm", abandoned, "launches ABANDONed because a node could not get its ENIs"),
+        }
+        return {
+            key: cloudwatch.Alarm(
+                self, construct_id, metric=metric, threshold=1, evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"{asg_name}: {why}")
+            for key, (construct_id, metric, why) in specs.items()
+        }

@@ -51,3 +51,16 @@ ENI_LIMITS: dict[str, EniLimits] = {
 def eni_limits(instance_type: str) -> EniLimits | None:
     """The limits of a known instance type, or None."""
     return ENI_LIMITS.get(instance_type)
+
+
+def vpc_cni_pod_addresses(max_interfaces: int, ipv4_per_interface: int, multus_networks: int) -> int:
+    """Pod addresses the VPC CNI can hand out on a node: it skips the Multus ENIs (tagged `no_manage`) and uses
+    every address but the primary one of each remaining ENI: (ENIs - Multus ENIs) x (IPv4 per ENI - 1)."""
+    return max(0, max_interfaces - multus_networks) * max(0, ipv4_per_interface - 1)
+
+
+def max_pods(max_interfaces: int, ipv4_per_interface: int, multus_networks: int, host_network_pods: int) -> int:
+    """kubelet's max pods for such a node: the VPC CNI's addresses plus the pods that need none (aws-node and
+    kube-proxy, the +2 of EKS's own formula, plus `host_network_pods` more). nodeadm evaluates the same formula
+    at boot as `node_group.max_pods_expression` with the instance's real limits."""
+    return vpc_cni_pod_addresses(max_interfaces, ipv4_per_interface, multus_networks) + 2 + host_network_pods

@@ -21,6 +21,12 @@ OWNER_TAG = "eks-multus/owner"
 # multus_ip_controller.readiness.ADDRESSES_READY_CONDITION (a test checks).
 ADDRESSES_READY_CONDITION = "eks-multus.io/addresses-assigned"
 
+# NoSchedule taint nodes register with until their Multus interfaces are up and the Multus daemon runs there
+# (node_group.STARTUP_TAINT); equal to controller/multus_ip_controller/startup_taint.TAINT_KEY (a test checks).
+STARTUP_TAINT_KEY = "eks-multus/not-ready"
+# Node label with the number of Multus interfaces the node must have (multus1..N); read by that controller.
+INTERFACE_COUNT_LABEL = "eks-multus/multus-interfaces"
+
 
 def asg_name(stack_prefix: str, node_group: str) -> str:
     """Fixed name of a node group's Auto Scaling group; also the `eks-multus/owner` tag value of its ENIs."""

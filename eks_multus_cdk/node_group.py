@@ -1,7 +1,8 @@
 """Step 4 of the walkthrough: the self-managed node group whose nodes carry the Multus ENIs.
 
 Each node is an AL2023 EKS-optimized instance from a launch template. Its user data has two MIME parts:
-a nodeadm `NodeConfig` (cluster name, endpoint, CA, service CIDR, labels, taints) and the shell script
+a nodeadm `NodeConfig` (cluster name, endpoint, CA, service CIDR, labels, taints, the startup taint, and
+kubelet's max pods as a `maxPodsExpression` that leaves out the Multus ENIs) and the shell script
 `userdata/setup-multus-interfaces.sh`, which waits for the ENIs the lifecycle Lambda attaches, brings them up and
 renames them `multus1..N` by device index. cloud-init runs that script before nodeadm starts kubelet, so the
 VPC CNI starts only after the Multus interfaces are in place.
@@ -9,6 +10,8 @@ VPC CNI starts only after the Multus interfaces are in place.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import shlex
 
@@ -20,14 +23,19 @@ from constructs import Construct
 
 from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.compliance import acknowledge, managed_policy_finding
-from eks_multus_cdk.config import AppConfig, NodeGroupConfig
+from eks_multus_cdk.config import AppConfig, NodeGroupConfig, Taint
 from eks_multus_cdk.eni_attacher import EniAttacher
-from eks_multus_cdk.naming import IFNAME_PREFIX, asg_name
+from eks_multus_cdk.multus_manifests import MANIFEST_FILES, load_manifest_file
+from eks_multus_cdk.naming import IFNAME_PREFIX, INTERFACE_COUNT_LABEL, STARTUP_TAINT_KEY, asg_name
 
 LAUNCH_HOOK = "multus-eni-launch"
 TERMINATE_HOOK = "multus-eni-terminate"
-# The Lambda finishes in seconds; this is how long an instance may wait before the default result applies.
-HOOK_TIMEOUT_SECONDS = 300
+# How long an action may go without a heartbeat or completion before the default result applies. The Lambda
+# sends a heartbeat every 60 s while it waits for a pending instance (ENI_ATTACHER_HEARTBEAT_SECONDS), so 300 s
+# covers a missed heartbeat plus one Lambda retry delay (1-2 min) if an invocation dies.
+LAUNCH_HOOK_TIMEOUT_SECONDS = 300
+# The terminate hook's work takes seconds and never detaches anything; CONTINUE is also the default result.
+TERMINATE_HOOK_TIMEOUT_SECONDS = 120
 INTERFACE_WAIT_SECONDS = 240
 IMDS_HOP_LIMIT = 1
 
@@ -38,6 +46,40 @@ def node_managed_policies(*, ssm: bool) -> list[str]:
             *(["AmazonSSMManagedInstanceCore"] if ssm else [])]
 
 
+SCRIPT_ON_NODE = "/usr/local/sbin/setup-multus-interfaces.sh"
+# EC2's limit on user data, in raw form (before base64).
+USER_DATA_LIMIT = 16384
+# Registered by kubelet; removed by the pod-address controller (controller/multus_ip_controller/startup_taint.py)
+# once the node's multus1..N are up and the Multus daemon runs there. DaemonSets that must run first tolerate it.
+STARTUP_TAINT = Taint(key=STARTUP_TAINT_KEY, value="interfaces", effect="NoSchedule")
+# hostNetwork pods EKS itself runs on every node besides aws-node and kube-proxy (the +2 of its formula): the Pod
+# Identity agent add-on, which VpcCniIdentity always installs (the VPC CNI takes its credentials through it).
+POD_IDENTITY_AGENT_PODS = 1
+
+
+def host_network_daemonsets(cross_node_traffic: bool) -> int:
+    """hostNetwork DaemonSets this app ships on every node (they take a pod slot but no VPC CNI address)."""
+    folders = [("multus", MANIFEST_FILES)]
+    if cross_node_traffic:
+        from eks_multus_cdk.pod_addresses import CONTROLLER_FILES, WHEREABOUTS_FILES
+
+        folders += [("whereabouts", WHEREABOUTS_FILES), ("pod-address-sync", CONTROLLER_FILES)]
+    count = sum(
+        1 for folder, files in folders for name in files
+        for obj in load_manifest_file(asset_path("manifests", folder, name))
+        if obj.get("kind") == "DaemonSet" and obj["spec"]["template"]["spec"].get("hostNetwork")
+    )
+    return count + POD_IDENTITY_AGENT_PODS
+
+
+def max_pods_expression(multus_networks: int, host_network_pods: int) -> str:
+    """nodeadm's `maxPodsExpression` (CEL over `default_enis` and `ips_per_eni` of the instance type): what the
+    VPC CNI can serve once it skips the Multus ENIs, plus the pods that need no address. nodeadm's default counts
+    every ENI (29 on c5.large); with 2 Multus ENIs the VPC CNI has one ENI and 9 addresses, and pods past those
+    hang in ContainerCreating. Same formula as `instance_types.max_pods`."""
+    return f"(default_enis - {multus_networks}) * (ips_per_eni - 1) + 2 + {host_network_pods}"
+
+
 def node_ami_parameter(kubernetes_version: str, architecture: ec2.InstanceArchitecture) -> str:
     """Public SSM parameter of the recommended AL2023 EKS-optimized AMI (resolved at deploy time)."""
     arch = "arm64" if architecture == ec2.InstanceArchitecture.ARM_64 else "x86_64"
@@ -45,14 +87,19 @@ def node_ami_parameter(kubernetes_version: str, architecture: ec2.InstanceArchit
 
 
 def node_config(
-    *, cluster_name: str, endpoint: str, certificate_authority: str, service_cidr: str, group: NodeGroupConfig
+    *, cluster_name: str, endpoint: str, certificate_authority: str, service_cidr: str, group: NodeGroupConfig,
+    max_pods: str | None = None, startup_taint: bool = False, multus_interfaces: int | None = None,
 ) -> str:
     """nodeadm NodeConfig document (JSON is valid YAML; CDK tokens stay plain strings inside it)."""
     flags = []
-    if group.labels:
-        flags.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(group.labels.items())))
-    if group.taints:
-        flags.append("--register-with-taints=" + ",".join(f"{t.key}={t.value}:{t.effect}" for t in group.taints))
+    labels = dict(group.labels)
+    if multus_interfaces is not None:
+        labels[INTERFACE_COUNT_LABEL] = str(multus_interfaces)
+    if labels:
+        flags.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
+    taints = [*group.taints, *([STARTUP_TAINT] if startup_taint else [])]
+    if taints:
+        flags.append("--register-with-taints=" + ",".join(f"{t.key}={t.value}:{t.effect}" for t in taints))
     spec: dict = {
         "cluster": {
             "name": cluster_name,
@@ -61,8 +108,13 @@ def node_config(
             "cidr": service_cidr,
         }
     }
+    kubelet: dict = {}
+    if max_pods:
+        kubelet["maxPodsExpression"] = max_pods
     if flags:
-        spec["kubelet"] = {"flags": flags}
+        kubelet["flags"] = flags
+    if kubelet:
+        spec["kubelet"] = kubelet
     return json.dumps({"apiVersion": "node.eks.aws/v1alpha1", "kind": "NodeConfig", "spec": spec}, indent=2)
 
 
@@ -73,16 +125,32 @@ def interface_script(network_count: int) -> str:
         "MULTUS_IFNAME_PREFIX": IFNAME_PREFIX,
         "MULTUS_WAIT_SECONDS": str(INTERFACE_WAIT_SECONDS),
     }
-    script = asset_path("userdata", "setup-multus-interfaces.sh").read_text()
-    body = script.split("\n", 1)[1] if script.startswith("#!") else script
+    script = asset_path("userdata", "setup-multus-interfaces.sh").read_bytes()
+    # EC2 takes at most 16 KB of user data, and the commented script alone is larger: it travels gzip-compressed
+    # (mtime 0: the same bytes on every synth) and is installed on the node, where it can be re-run by hand.
+    packed = base64.encodebytes(gzip.compress(script, compresslevel=9, mtime=0)).decode().strip()
     exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in settings.items())
-    return f"#!/bin/bash\n{exports}\n{body}"
+    return (
+        f"#!/bin/bash\n{exports}\n"
+        f"# userdata/setup-multus-interfaces.sh of eks-multus-cdk, gzip + base64 (EC2 user data is limited to 16 KB)\n"
+        f"set -euo pipefail\n"
+        f"target=${{MULTUS_SCRIPT_PATH:-{SCRIPT_ON_NODE}}}\n"
+        f'mkdir -p "$(dirname "$target")"\n'
+        f"base64 -d <<'EKS_MULTUS_SCRIPT' | gunzip >\"$target\"\n{packed}\nEKS_MULTUS_SCRIPT\n"
+        f'chmod 0755 "$target"\n'
+        f'exec "$target"\n'
+    )
 
 
 class MultusNodeGroup(Construct):
     """A self-managed Auto Scaling group of EKS nodes, each with one ENI per Multus network.
 
-    Attributes: `auto_scaling_group`, `launch_template`, `role`, `eni_attacher`, `access_entry`, `asg_name`.
+    Attributes: `auto_scaling_group`, `launch_template`, `role`, `eni_attacher`, `access_entry`, `asg_name`,
+    `max_pods_expression`.
+
+    `startup_taint=True` registers every node with the NoSchedule taint `STARTUP_TAINT`; only do that where
+    something removes it (the app sets it when it deploys the pod-address controller, i.e. `crossNodeTraffic`):
+    otherwise no pod without a toleration would ever schedule on the group.
     """
 
     def __init__(
@@ -99,6 +167,7 @@ class MultusNodeGroup(Construct):
         multus_security_group: ec2.ISecurityGroup,
         log_retention,  # noqa: ANN001 - aws_logs.RetentionDays
         log_key=None,  # noqa: ANN001 - aws_kms.IKey: encrypts the ENI Lambda's log group
+        startup_taint: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         # A fixed name lets the EventBridge rule and the IAM policy name the group without a dependency cycle.
@@ -128,13 +197,16 @@ class MultusNodeGroup(Construct):
             access_entry_type=eks.AccessEntryType.EC2_LINUX, access_policies=[],
         )
 
+        self.max_pods_expression = max_pods_expression(
+            len(config.multus_networks), host_network_daemonsets(config.cross_node_traffic))
         user_data = ec2.MultipartUserData()
         user_data.add_part(ec2.MultipartBody.from_raw_body(
             content_type="application/node.eks.aws",
             body=node_config(
                 cluster_name=cluster.cluster_name, endpoint=cluster.cluster_endpoint,
                 certificate_authority=cluster.cluster_certificate_authority_data,
-                service_cidr=config.service_cidr, group=group,
+                service_cidr=config.service_cidr, group=group, max_pods=self.max_pods_expression,
+                startup_taint=startup_taint, multus_interfaces=len(config.multus_networks),
             ),
         ))
         user_data.add_part(ec2.MultipartBody.from_raw_body(
@@ -163,6 +235,7 @@ class MultusNodeGroup(Construct):
             self, "EniAttacher", asg_name=self.asg_name, networks=config.multus_networks,
             multus_subnets=multus_subnets, security_group=multus_security_group, log_retention=log_retention,
             log_key=log_key,
+            launch_hook_name=LAUNCH_HOOK, terminate_hook_name=TERMINATE_HOOK,
         )
         self.auto_scaling_group = autoscaling.AutoScalingGroup(
             self, "Group",
@@ -179,10 +252,10 @@ class MultusNodeGroup(Construct):
         self.auto_scaling_group.node.default_child.lifecycle_hook_specification_list = [
             autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(
                 lifecycle_hook_name=LAUNCH_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING",
-                default_result="ABANDON", heartbeat_timeout=HOOK_TIMEOUT_SECONDS),
+                default_result="ABANDON", heartbeat_timeout=LAUNCH_HOOK_TIMEOUT_SECONDS),
             autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(
                 lifecycle_hook_name=TERMINATE_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
-                default_result="CONTINUE", heartbeat_timeout=HOOK_TIMEOUT_SECONDS),
+                default_result="CONTINUE", heartbeat_timeout=TERMINATE_HOOK_TIMEOUT_SECONDS),
         ]
         acknowledge(self.auto_scaling_group, {
             "AwsSolutions-AS3": "Instance launches and terminations go to EventBridge lifecycle actions that the ENI "

@@ -37,6 +37,8 @@ class WorkersStack(PinnedAzStack):
                 node_subnets=network.private_subnets, multus_subnets=network.multus_subnets,
                 multus_security_group=network.multus_security_group, log_retention=log_retention(config),
                 log_key=cluster_stack.logs_key,
+                # the pod-address controller (crossNodeTraffic) removes the startup taint
+                startup_taint=config.cross_node_traffic,
             )
             ng.auto_scaling_group.node.add_dependency(self.cni_identity)
             CfnOutput(self, f"{construct_id}AsgName", value=ng.asg_name)

@@ -87,10 +87,12 @@ def test_two_copies_of_the_app_share_no_physical_name(make_config, tmp_path_fact
     copy = {s.stack_name: s.template for s in app.synth().stacks}
 
     def names(templates):
-        # Physical names are account-and-region wide; inline policy names are per role, add-on names per cluster.
+        # Physical names are account-and-region wide; inline policy names are per role, add-on names per cluster,
+        # and an alarm's MetricName names the metric it watches, not the alarm.
         return {v for t in templates.values() for r in t["Resources"].values()
                 if r["Type"] not in ("AWS::IAM::Policy", "AWS::EKS::Addon")
-                for k, v in r.get("Properties", {}).items() if k.endswith("Name") and isinstance(v, str)}
+                for k, v in r.get("Properties", {}).items()
+                if k.endswith("Name") and k != "MetricName" and isinstance(v, str)}
 
     assert names(synth_templates) and names(copy)
     assert names(synth_templates) & names(copy) == set()

@@ -120,6 +120,10 @@ def test_eni_lambda_network_interface_statements_are_pinned_to_the_multus_subnet
                   for s in p["Properties"]["PolicyDocument"]["Statement"]
                   if s.get("Sid") in {"CreateOwnedEni", "TagOnCreate", "ManageOwnedEni"}}
     assert set(statements) == {"CreateOwnedEni", "TagOnCreate", "ManageOwnedEni"}
+    # Tag-on-create is pinned by ec2:CreateAction to the CreateNetworkInterface call, which is itself pinned to the
+    # Multus subnets; it carries no ec2:Subnet condition of its own (see eni_attacher.py).
+    tag_on_create = statements.pop("TagOnCreate")
+    assert tag_on_create["Condition"] == {"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}}
     for sid, statement in statements.items():
         assert len(statement["Condition"]["ArnEquals"]["ec2:Subnet"]) == 4, sid
 
@@ -184,5 +188,5 @@ def test_every_ec2_subnet_condition_is_one_the_service_authorization_reference_l
             for action in actions:
                 assert "ec2:Subnet" in _network_interface_condition_keys(action), (name, action)
                 checked += 1
-    assert checked == 8  # controller: assign, unassign; ENI Lambda: create, tag, attach, detach, modify, delete
+    assert checked == 7  # controller: assign, unassign; ENI Lambda: create, attach, detach, modify, delete
     assert "ec2:Subnet" not in _network_interface_condition_keys("ec2:DescribeNetworkInterfaces")  # can fail

@@ -87,19 +87,114 @@ def test_function_permission_rule_and_access_entry_exist_before_the_asg(workers)
     depends = set(asg["DependsOn"])
     for cfn_type in ("AWS::Lambda::Function", "AWS::Lambda::Permission", "AWS::Events::Rule",
                      "AWS::EKS::AccessEntry"):
-        logical_id, _ = _one(workers, cfn_type)
-        assert logical_id in depends, cfn_type
+        ids = [k for k in resources(workers, cfn_type) if k.startswith("NodeGroup")]
+        assert ids and set(ids) <= depends, cfn_type
 
 
-def test_rule_matches_only_this_groups_lifecycle_actions(workers):
-    _, rule = _one(workers, "AWS::Events::Rule")
+def _rules(template: dict) -> dict[str, dict]:
+    return {k: v for k, v in resources(template, "AWS::Events::Rule").items() if k.startswith("NodeGroup")}
+
+
+def test_rule_matches_only_this_groups_own_hooks(workers):
+    (rule,) = [r for r in _rules(workers).values() if "EventPattern" in r["Properties"]]
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.autoscaling"],
         "detail-type": ["EC2 Instance-launch Lifecycle Action", "EC2 Instance-terminate Lifecycle Action"],
-        "detail": {"AutoScalingGroupName": ["eks-multus-ng1"]},
+        "detail": {"AutoScalingGroupName": ["eks-multus-ng1"],
+                   "LifecycleHookName": ["multus-eni-launch", "multus-eni-terminate"]},
     }
     (target,) = rule["Properties"]["Targets"]
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 4 and "DeadLetterConfig" in target
+    _, asg = _one(workers, "AWS::AutoScaling::AutoScalingGroup")
+    hooks = {h["LifecycleHookName"] for h in asg["Properties"]["LifecycleHookSpecificationList"]}
+    assert hooks == set(rule["Properties"]["EventPattern"]["detail"]["LifecycleHookName"])
+    _, fn = _one(workers, "AWS::Lambda::Function")
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert (env["LAUNCH_HOOK_NAME"], env["TERMINATE_HOOK_NAME"]) == ("multus-eni-launch", "multus-eni-terminate")
+
+
+def test_hook_timeouts_fit_the_functions_patience(workers):
+    from eks_multus_cdk.eni_attacher import FUNCTION_TIMEOUT
+
+    _, asg = _one(workers, "AWS::AutoScaling::AutoScalingGroup")
+    hooks = {h["LifecycleTransition"]: h for h in asg["Properties"]["LifecycleHookSpecificationList"]}
+    launch = hooks["autoscaling:EC2_INSTANCE_LAUNCHING"]["HeartbeatTimeout"]
+    heartbeat = 60  # lambda/eni_attacher/adapter.py Settings.heartbeat_seconds
+    assert launch >= heartbeat + 120 + 60  # a missed heartbeat, Lambda's longest retry delay, and margin
+    _, fn = _one(workers, "AWS::Lambda::Function")
+    assert fn["Properties"]["Timeout"] == FUNCTION_TIMEOUT.to_seconds() == 600
+
+
+def test_sweeper_schedule_and_alarms(workers):
+    (schedule,) = [r for r in _rules(workers).values() if "ScheduleExpression" in r["Properties"]]
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(15 minutes)"
+    (target,) = schedule["Properties"]["Targets"]
+    assert json.loads(target["Input"]) == {"eksMultusAction": "sweep"}
+    alarms = {k: v["Properties"] for k, v in resources(workers, "AWS::CloudWatch::Alarm").items()
+              if k.startswith("NodeGroupEniAttacher")}
+    metrics = {(a.get("Namespace"), a.get("MetricName")) for a in alarms.values()}
+    assert metrics == {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "Errors"),
+                       ("EksMultus/EniAttacher", "LaunchAbandoned")}
+    assert all(a["Threshold"] == 1 and a["TreatMissingData"] == "notBreaching" for a in alarms.values())
+
+
+def test_metric_namespace_matches_the_functions(workers):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambda"))
+    try:
+        from eni_attacher.handler import METRIC_NAMESPACE as emitted
+    finally:
+        sys.path.pop(0)
+    from eks_multus_cdk.eni_attacher import METRIC_NAMESPACE
+
+    assert emitted == METRIC_NAMESPACE
+
+
+def test_kubelet_max_pods_leaves_out_the_multus_enis(workers):
+    user_data = _user_data(workers)
+    assert "maxPodsExpression" in user_data
+    assert "(default_enis - 2) * (ips_per_eni - 1) + 2 + 4" in user_data
+
+
+@pytest.mark.parametrize("instance_type", ["c5.large", "m5.xlarge", "r6i.4xlarge", "c6i.metal", "t3.medium"])
+def test_max_pods_expression_evaluates_like_nodeadm(instance_type):
+    """cel-python evaluates the expression with the variables nodeadm declares (int default_enis, ips_per_eni,
+    max_pods); the result is what the VPC CNI can serve plus the hostNetwork pods (c5.large: 9 + 2 + 4 = 15)."""
+    import celpy
+
+    from eks_multus_cdk.instance_types import eni_limits, max_pods
+    from eks_multus_cdk.node_group import host_network_daemonsets, max_pods_expression
+
+    limits = eni_limits(instance_type)
+    hosts = host_network_daemonsets(True)
+    env = celpy.Environment()
+    program = env.program(env.compile(max_pods_expression(2, hosts)))
+    value = program.evaluate({
+        "default_enis": celpy.celtypes.IntType(limits.max_interfaces),
+        "ips_per_eni": celpy.celtypes.IntType(limits.ipv4_per_interface),
+        "max_pods": celpy.celtypes.IntType(limits.max_interfaces * (limits.ipv4_per_interface - 1) + 2)})
+    assert int(value) == max_pods(limits.max_interfaces, limits.ipv4_per_interface, 2, hosts)
+    if instance_type == "c5.large":
+        assert int(value) == 15 and hosts == 4  # multus, whereabouts, controller, pod identity agent
+
+
+def test_host_network_daemonsets_are_counted_from_the_manifests():
+    from eks_multus_cdk.node_group import host_network_daemonsets
+
+    # Multus; with crossNodeTraffic also whereabouts and the controller; always the Pod Identity agent
+    assert (host_network_daemonsets(False), host_network_daemonsets(True)) == (2, 4)
+
+
+def test_nodes_register_with_the_startup_taint_when_the_controller_removes_it(workers, make_config):
+    from eks_multus_cdk.naming import STARTUP_TAINT_KEY
+
+    assert STARTUP_TAINT_KEY == "eks-multus/not-ready"
+    assert "--register-with-taints=eks-multus/not-ready=interfaces:NoSchedule" in _user_data(workers)
+    config = make_config(crossNodeTraffic="false")
+    _, workers_stack = build_app(App(), config)
+    assert "eks-multus/not-ready" not in json.dumps(Template.from_stack(workers_stack).to_json())
 
 
 def test_lambda_runtime_handler_and_environment(workers):
@@ -126,8 +221,10 @@ def _statements(workers) -> list[dict]:
 
 def test_eni_writes_require_the_owner_tag_and_no_action_wildcards(workers):
     by_sid = {s.get("Sid"): s for s in copy.deepcopy(_statements(workers))}  # the template is session-wide
-    for sid in ("CreateOwnedEni", "ManageOwnedEni", "TagOnCreate"):  # subnet pinning: test_least_privilege.py
+    for sid in ("CreateOwnedEni", "ManageOwnedEni"):  # subnet pinning: test_least_privilege.py
         assert set(by_sid[sid]["Condition"].pop("ArnEquals")) == {"ec2:Subnet"}
+    # tag-on-create: pinned by ec2:CreateAction only (see eni_attacher.py for why no ec2:Subnet there)
+    assert "ArnEquals" not in by_sid["TagOnCreate"]["Condition"]
     assert by_sid["CreateOwnedEni"]["Condition"] == {
         "StringEquals": {"aws:RequestTag/eks-multus/owner": "eks-multus-ng1"}}
     assert by_sid["ManageOwnedEni"]["Condition"] == {
@@ -167,4 +264,47 @@ def test_every_node_group_gets_its_own_asg_and_lambda(make_config):
     assert asgs == {"eks-multus-ng1", "eks-multus-ng2"}
     assert len([k for k in resources(template, "AWS::Lambda::Function") if "EniAttacher" in k]) == 2
     user_data = json.dumps(template)
-    assert "--node-labels=role=upf" in user_data and "--register-with-taints=dedicated=upf:NoSchedule" in user_data
+    assert "--node-labels=eks-multus/multus-interfaces=2,role=upf" in user_data
+    assert "--register-with-taints=dedicated=upf:NoSchedule,eks-multus/not-ready=interfaces:NoSchedule" in user_data
+
+
+def test_config_never_accepts_a_node_that_leaves_the_vpc_cni_no_address():
+    """Every instance type config accepts, with as many Multus networks as it allows, leaves the VPC CNI at least one
+    pod address; the one way to get none (one IPv4 address per ENI) is refused, naming the key."""
+    from eks_multus_cdk.config import ConfigError, parse_config
+    from eks_multus_cdk.instance_types import ENI_LIMITS, vpc_cni_pod_addresses
+
+    with pytest.raises(ConfigError, match=r"eksMultus\.nodeGroups\[0\]\.ipv4PerInterface = 1"):
+        parse_config({"nodeGroups": [{"name": "ng1", "instanceType": "x9.large", "maxNetworkInterfaces": 3,
+                                      "ipv4PerInterface": 1}]})
+    parse_config({"nodeGroups": [{"name": "ng1", "instanceType": "x9.large", "maxNetworkInterfaces": 3,
+                                  "ipv4PerInterface": 2}]})
+    for name, limits in ENI_LIMITS.items():
+        most_networks = limits.max_interfaces - 1  # config needs the primary ENI plus one per network
+        assert vpc_cni_pod_addresses(limits.max_interfaces, limits.ipv4_per_interface, most_networks) >= 1, name
+
+
+def test_user_data_fits_ec2s_16_kb_and_carries_the_script_byte_for_byte(workers):
+    """EC2 rejects more than 16384 bytes of raw user data. The tokens resolve at deploy time: the CA bundle of an
+    EKS cluster is about 1.5 KB of base64, the endpoint and the name well under 100 characters; counted here as
+    2048, 128 and 100."""
+    import base64
+    import gzip
+    import re
+    from pathlib import Path
+
+    from eks_multus_cdk.node_group import USER_DATA_LIMIT
+
+    _, lt = _one(workers, "AWS::EC2::LaunchTemplate")
+    parts = lt["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    tokens = [p for p in parts if not isinstance(p, str)]
+    assert len(tokens) == 3  # cluster name, endpoint, certificate authority
+    sizes = {"Arn": 100, "Endpoint": 128, "CertificateAuthorityData": 2048}
+    total = sum(len(p.encode()) for p in parts if isinstance(p, str))
+    total += sum(max(n for key, n in sizes.items() if key in json.dumps(t) or key == "Arn") for t in tokens)
+    assert total < USER_DATA_LIMIT, total
+    text = "".join(p for p in parts if isinstance(p, str))
+    marker = r"<<'EKS_MULTUS_SCRIPT' \| gunzip >\"\$target\"\n(.*?)\nEKS_MULTUS_SCRIPT\n"
+    packed = re.search(marker, text, re.S).group(1)
+    script = Path(__file__).resolve().parents[1] / "userdata" / "setup-multus-interfaces.sh"
+    assert gzip.decompress(base64.b64decode(packed)) == script.read_bytes()

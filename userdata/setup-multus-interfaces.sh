@@ -6,12 +6,25 @@
 # device index i in 1..N:
 #   1. waits (bounded, polling) until IMDSv2 reports a MAC with device-number i and a link with that MAC exists in
 #      /sys/class/net (and, where udev runs, until udev has finished its own add-event processing/renaming of it);
+#   1b. on the EKS AL2023 AMI, waits until nodeadm's udev-net-manager@<original name> has handled the link (see
+#      "systemd-networkd" below) before renaming it;
 #   2. brings it down if needed, renames it to ${MULTUS_IFNAME_PREFIX}i (multus1, multus2, ...), sets the MTU if
 #      MULTUS_MTU is given, sets net.ipv4.conf.<name>.rp_filter=0 and brings it up;
 #   3. persists the result: <SYSCTL_DIR>/90-multus.conf (rp_filter=0 by name) and
 #      <NETWORK_LINK_DIR>/10-<name>.link (udev renames the ENI again on every boot, matched by its permanent MAC).
 # Links whose MAC IMDS does not report at a device index in 1..N (the primary ENI at device index 0, anything
 # else) are never touched. Re-running when the links are already renamed and up changes nothing and exits 0.
+#
+# systemd-networkd: the Multus ENIs are HANDED TO IT, deterministically. On the EKS AL2023 AMI a udev rule starts
+# nodeadm's udev-net-manager@<ifname> for every new ENA link; that unit reads /sys/class/net/<ifname>/address,
+# records its decision in /etc/eks/nodeadm/udev-net-manager/<instance-id>/<ifname> ("io.systemd.Network" before
+# kubelet starts) and writes /run/systemd/network/70-eks-<ifname>.network (matched by the permanent MAC: DHCP,
+# MTU 9001, route table 10000 + device index, a rule for the ENI's own address). If the link were renamed before
+# the unit read sysfs, the unit would fail and retry until systemd's start limit, and the ENI would stay unmanaged:
+# a race. So a link is renamed only once that unit has written its .network file (or decided on another manager),
+# or after MULTUS_NET_MANAGER_GRACE_SECONDS without any sign of it (logged as a WARNING: the ENI stays unmanaged).
+# The .network file matches the MAC, so networkd keeps managing the renamed link; after a reboot the .link file
+# renames it first and the unit then handles multus<N> itself, with the same result.
 #
 # Configuration (environment or plain shell variables set above this script's body in the same user-data part;
 # a user-data part must still start with "#!/bin/bash"):
@@ -22,7 +35,11 @@
 #   MULTUS_POLL_SECONDS     default 1: poll interval (may be fractional)
 #   Overridable roots (tests): IMDS_ENDPOINT (http://169.254.169.254), SYSFS_NET (/sys/class/net),
 #   SYSCTL_DIR (/etc/sysctl.d), NETWORK_LINK_DIR (/etc/systemd/network), UDEV_DATA_DIR (/run/udev/data; the udev
-#   check is skipped when that directory does not exist).
+#   check is skipped when that directory does not exist), NET_MANAGER_UNIT
+#   (/etc/systemd/system/udev-net-manager@.service; the nodeadm wait is skipped when it does not exist),
+#   NET_MANAGER_CACHE_DIR (/etc/eks/nodeadm/udev-net-manager), NETWORKD_RUNTIME_DIR (/run/systemd/network).
+#   MULTUS_NET_MANAGER_GRACE_SECONDS default 60: how long a link may wait for udev-net-manager (the unit gives up
+#   after systemd's default start limit, 5 failed starts in 10 s, so after this it can no longer race).
 #
 # Logging: every line goes to stderr and starts with "multus-interfaces:" (grep cloud-init-output.log / journal).
 #
@@ -73,6 +90,10 @@ sysfs_net=${SYSFS_NET:-/sys/class/net}
 sysctl_dir=${SYSCTL_DIR:-/etc/sysctl.d}
 link_dir=${NETWORK_LINK_DIR:-/etc/systemd/network}
 udev_data_dir=${UDEV_DATA_DIR:-/run/udev/data}
+net_manager_unit=${NET_MANAGER_UNIT:-/etc/systemd/system/udev-net-manager@.service}
+net_manager_cache=${NET_MANAGER_CACHE_DIR:-/etc/eks/nodeadm/udev-net-manager}
+networkd_dir=${NETWORKD_RUNTIME_DIR:-/run/systemd/network}
+net_manager_grace=${MULTUS_NET_MANAGER_GRACE_SECONDS:-60}
 
 if [[ -z $count ]]; then
     config_error "MULTUS_INTERFACE_COUNT is required (an integer >= 1: how many Multus ENIs, at device indexes 1..N)"
@@ -97,8 +118,12 @@ if [[ -n $mtu ]]; then
         config_error "MULTUS_MTU must be empty or an integer between 68 and 65535, got '${mtu}'"
     fi
 fi
+if ! [[ $net_manager_grace =~ ^[0-9]{1,4}$ ]]; then
+    config_error "MULTUS_NET_MANAGER_GRACE_SECONDS must be an integer number of seconds (0..9999), got '${net_manager_grace}'"
+fi
 # Decimal from here on (the patterns above exclude leading zeros for count and mtu).
 wait_seconds=$((10#$wait_seconds))
+net_manager_grace=$((10#$net_manager_grace))
 
 # ---------------------------------------------------------------------------------------------------- IMDSv2
 imds_token=""
@@ -268,6 +293,46 @@ declare -A done_name=() # device index -> configured name
 declare -A failed=()    # device index -> permanent failure message
 declare -A reason=()    # device index -> why it is not done yet (for progress and timeout lines)
 declare -A no_udev_polls=()
+declare -A first_seen_ms=() # device index -> when its link was first seen (for the udev-net-manager grace)
+declare -A managed_by=()    # device index -> what the nodeadm unit decided, for the summary
+instance_id=""
+
+# net_manager_ready INDEX IFNAME MAC: 0 when the link may be renamed without racing nodeadm's udev-net-manager;
+# otherwise sets reason[INDEX] and returns 1. Skipped (0) where the unit does not exist (not the EKS AMI).
+net_manager_ready() {
+    local i=$1 cur=$2 decision=""
+    [[ -f $net_manager_unit ]] || return 0
+    if [[ -z $instance_id ]]; then
+        if ! imds_get "instance-id" || [[ -z $IMDS_REPLY ]]; then
+            reason[$i]="cannot read the instance id from IMDS (needed to find udev-net-manager's decision)"
+            return 1
+        fi
+        instance_id=${IMDS_REPLY//[[:space:]]/}
+    fi
+    if [[ -f "${net_manager_cache}/${instance_id}/${cur}" ]]; then
+        decision=$(<"${net_manager_cache}/${instance_id}/${cur}")
+        decision=${decision//[[:space:]]/}
+        if [[ $decision != "io.systemd.Network" ]]; then
+            managed_by[$i]="not managed by systemd-networkd (udev-net-manager chose '${decision}')"
+            return 0
+        fi
+        if [[ -f "${networkd_dir}/70-eks-${cur}.network" ]]; then
+            managed_by[$i]="managed by systemd-networkd (${networkd_dir}/70-eks-${cur}.network)"
+            return 0
+        fi
+        reason[$i]="link ${cur}: waiting for udev-net-manager@${cur} to write ${networkd_dir}/70-eks-${cur}.network"
+        return 1
+    fi
+    now_ms
+    first_seen_ms[$i]=${first_seen_ms[$i]:-$NOW_MS}
+    if ((NOW_MS - first_seen_ms[$i] < net_manager_grace * 1000)); then
+        reason[$i]="link ${cur}: waiting for nodeadm's udev-net-manager@${cur} to take it (no ${net_manager_cache}/${instance_id}/${cur} yet)"
+        return 1
+    fi
+    warn "device index ${i}: udev-net-manager@${cur} did not handle ${cur} within ${net_manager_grace}s; renaming it anyway: systemd-networkd will not manage it"
+    managed_by[$i]="NOT managed by systemd-networkd (udev-net-manager never handled it)"
+    return 0
+}
 
 # evaluate INDEX: try to bring device index INDEX to its final state; sets done_name/failed/reason.
 evaluate() {
@@ -302,6 +367,9 @@ evaluate() {
             fi
             warn "device index ${i}: udev never recorded ${cur} (no ${udev_data_dir}/n${SYS_VALUE}); configuring it anyway"
         fi
+    fi
+    if [[ $cur != "$target" ]] && ! net_manager_ready "$i" "$cur" "$mac"; then
+        return 0
     fi
     if configure_link "$i" "$cur" "$target" "$mac"; then
         done_name[$i]=$target
@@ -412,6 +480,9 @@ if ((status == 0)); then
         summary+=("${done_name[$i]}=${mac_of[$i]}")
     done
     log "done: ${summary[*]}"
+    for ((i = 1; i <= count; i++)); do
+        [[ -n ${managed_by[$i]:-} ]] && log "device index ${i}: ${done_name[$i]} ${managed_by[$i]}"
+    done
 else
     err "finished with errors (exit 1); the node boots and joins without the missing Multus interfaces"
 fi

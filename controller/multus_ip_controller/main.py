@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from multus_ip_controller import claims, credentials, kube, planning, readiness
+from multus_ip_controller import claims, credentials, kube, planning, readiness, startup_taint
 from multus_ip_controller import ec2 as ec2_mod
 
 log = logging.getLogger("multus_ip_controller")
@@ -296,6 +296,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         target=kube_client.watch_pods, args=(settings.node_name, loop.poke, loop.stop), daemon=True, name="watch"
     )
     watcher.start()
+    startup_taint.start(settings.node_name, settings.ifname_prefix, loop.stop)  # issue 9: the node's startup taint
     log.info(
         json.dumps(
             {

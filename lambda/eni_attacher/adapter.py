@@ -4,12 +4,16 @@ API calls it makes (and nothing else, so the function's IAM policy can stay exac
   ec2:DescribeInstances, ec2:DescribeNetworkInterfaces (also what the waiters poll),
   ec2:CreateNetworkInterface (tags in TagSpecifications), ec2:ModifyNetworkInterfaceAttribute,
   ec2:AttachNetworkInterface, ec2:DetachNetworkInterface, ec2:DeleteNetworkInterface,
-  autoscaling:CompleteLifecycleAction.
+  autoscaling:CompleteLifecycleAction, autoscaling:RecordLifecycleActionHeartbeat.
+
+Time goes through a `Clock` (monotonic time, wall time, sleep) so that tests and the benchmark can run a
+60 s or 200 s pending instance in simulated time.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +38,12 @@ class Settings:
     """Retry and waiter tuning. Production defaults; tests make the waiters fast through the environment."""
 
     max_attempts: int = 8  # botocore adaptive retries (throttling, 5xx, connection errors)
-    waiter_delay: float = 1.0  # seconds between polls of a botocore waiter
-    waiter_max_attempts: int = 25  # worst case per launch: 2 waits + 1 cleanup wait, inside the 2 min timeout
+    waiter_delay: float = 1.0  # seconds between polls of the ENI waiter (new ENIs settle in about a second)
+    waiter_max_attempts: int = 25
+    poll_seconds: float = 5.0  # DescribeInstances period while an instance is pending; pause before a retry
+    heartbeat_seconds: float = 60.0  # RecordLifecycleActionHeartbeat period while waiting (hook timeout: 300 s)
+    margin_seconds: float = 45.0  # time kept for cleanup and completion before the function's own timeout
+    budget_seconds: float = 600.0  # time to work with when no Lambda context says how much is left
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -50,6 +58,10 @@ class Settings:
             max_attempts=number("ENI_ATTACHER_MAX_ATTEMPTS", int, cls.max_attempts),
             waiter_delay=number("ENI_ATTACHER_WAITER_DELAY", float, cls.waiter_delay),
             waiter_max_attempts=number("ENI_ATTACHER_WAITER_MAX_ATTEMPTS", int, cls.waiter_max_attempts),
+            poll_seconds=number("ENI_ATTACHER_POLL_SECONDS", float, cls.poll_seconds),
+            heartbeat_seconds=number("ENI_ATTACHER_HEARTBEAT_SECONDS", float, cls.heartbeat_seconds),
+            margin_seconds=number("ENI_ATTACHER_MARGIN_SECONDS", float, cls.margin_seconds),
+            budget_seconds=number("ENI_ATTACHER_BUDGET_SECONDS", float, cls.budget_seconds),
         )
 
     def client_config(self) -> BotoConfig:
@@ -59,6 +71,19 @@ class Settings:
     def waiter_config(self) -> dict[str, Any]:
         # botocore takes an int or float Delay; it sleeps only between polls, never before the first one.
         return {"Delay": self.waiter_delay, "MaxAttempts": self.waiter_max_attempts}
+
+
+class Clock:
+    """Real time. Tests and the benchmark pass a simulated clock with the same three methods."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -117,6 +142,25 @@ class Aws:
         return Instance(id=instance_id, availability_zone=raw["Placement"]["AvailabilityZone"],
                         state=raw["State"]["Name"], attachments=attachments)
 
+    def instance_states(self, instance_ids: list[str]) -> dict[str, str]:
+        """instance id -> state name, for those EC2 still knows (a filter, so unknown ids raise nothing)."""
+        states: dict[str, str] = {}
+        ids = sorted(set(instance_ids))
+        for start in range(0, len(ids), 200):  # EC2 accepts up to 200 filter values
+            pages = self.ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": ids[start:start + 200]}])
+            for page in pages:
+                for reservation in page["Reservations"]:
+                    for raw in reservation.get("Instances", []):
+                        states[raw["InstanceId"]] = raw["State"]["Name"]
+        return states
+
+    def available_owned_enis(self, *, owner_tag: str, owner: str) -> list[dict[str, Any]]:
+        """Raw `available` ENIs carrying our owner tag (the sweeper's input)."""
+        filters = [{"Name": f"tag:{owner_tag}", "Values": [owner]}, {"Name": "status", "Values": ["available"]}]
+        pages = self.ec2.get_paginator("describe_network_interfaces").paginate(Filters=filters)
+        return [raw for page in pages for raw in page["NetworkInterfaces"]]
+
     def owned_enis(self, *, owner_tag: str, owner: str, instance_tag: str, instance_id: str) -> list[Eni]:
         filters = [{"Name": f"tag:{owner_tag}", "Values": [owner]},
                    {"Name": f"tag:{instance_tag}", "Values": [instance_id]}]
@@ -155,14 +199,11 @@ class Aws:
             self.ec2.get_waiter("network_interface_available").wait(
                 NetworkInterfaceIds=list(eni_ids), WaiterConfig=self.settings.waiter_config())
 
-    def wait_running(self, instance_id: str) -> None:
-        self.ec2.get_waiter("instance_running").wait(
-            InstanceIds=[instance_id], WaiterConfig=self.settings.waiter_config())
-
     # --------------------------------------------------------------------------------------- writes
-    def create_eni(self, *, instance_id: str, network: Network, subnet_id: str, owner: str) -> tuple[str, str]:
+    def create_eni(self, *, instance_id: str, network: Network, subnet_id: str, owner: str,
+                   event_time: str = "") -> tuple[str, str]:
         """Create the ENI with all its tags at creation. Returns (id, status)."""
-        tags = eni_tags(owner=owner, instance_id=instance_id, network=network)
+        tags = eni_tags(owner=owner, instance_id=instance_id, network=network, event_time=event_time)
         eni = self.ec2.create_network_interface(
             SubnetId=subnet_id,
             Groups=list(network.security_group_ids),
@@ -197,6 +238,21 @@ class Aws:
         except ClientError as exc:
             if error_code(exc) != "InvalidNetworkInterfaceID.NotFound":  # already gone
                 raise
+
+    def heartbeat(self, *, asg_name: str, hook_name: str, token: str | None, instance_id: str | None) -> str:
+        """RecordLifecycleActionHeartbeat. Returns "recorded", or "no active action" if the action has ended."""
+        params: dict[str, Any] = {"AutoScalingGroupName": asg_name, "LifecycleHookName": hook_name}
+        if token:
+            params["LifecycleActionToken"] = token
+        if instance_id:
+            params["InstanceId"] = instance_id
+        try:
+            self.autoscaling.record_lifecycle_action_heartbeat(**params)
+        except ClientError as exc:
+            if error_code(exc) == "ValidationError" and NO_ACTIVE_ACTION.lower() in str(exc).lower():
+                return "no active action"
+            raise
+        return "recorded"
 
     def complete(self, *, asg_name: str, hook_name: str, token: str | None, instance_id: str | None,
                  result: str) -> str:

@@ -4,7 +4,10 @@
 - `parse_event` turns an EventBridge lifecycle-action event into a `LifecycleEvent`.
 - `plan_launch` decides, from the instance and the ENIs already tagged for it, which ENIs to create, attach and
   fix so that the instance ends with one ENI per Multus network at that network's device index.
-- `plan_terminate` decides which of our ENIs of a terminating instance to detach and delete.
+- `plan_terminate` decides which of our ENIs of a terminating instance to delete (only unattached ones: attached
+  ENIs go with the instance through DeleteOnTermination, so a terminate never cuts a node's Multus traffic).
+- `plan_sweep` decides which `available` ENIs of ours, left when every attempt failed, the sweeper deletes.
+- `is_transient` tells an error worth retrying (throttling, 5xx, eventual consistency) from a final one.
 """
 
 from __future__ import annotations
@@ -21,6 +24,18 @@ OWNER_TAG = "eks-multus/owner"
 INSTANCE_TAG = "eks-multus/instance-id"
 NETWORK_TAG = "eks-multus/network"
 DEVICE_INDEX_TAG = "eks-multus/device-index"
+# The lifecycle event's time (ISO 8601, the same on every delivery of one event, so a retried
+# CreateNetworkInterface with the same ClientToken has identical parameters). The sweeper measures age from it.
+EVENT_TIME_TAG = "eks-multus/launch-event-time"
+
+# Error codes worth another attempt inside the same invocation: throttling, server-side and eventual-consistency
+# errors. Everything else (UnauthorizedOperation, InsufficientFreeAddressesInSubnet, AttachmentLimitExceeded...)
+# means the instance cannot get its ENIs now: clean up and ABANDON.
+TRANSIENT_CODES = frozenset({
+    "RequestLimitExceeded", "Throttling", "ThrottlingException", "RequestThrottled", "InternalError",
+    "InternalFailure", "ServiceUnavailable", "Unavailable", "RequestTimeout", "RequestTimeoutException",
+    "IncorrectState", "IncorrectInstanceState", "InvalidNetworkInterfaceID.NotFound", "ResourceContention",
+})
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
@@ -60,6 +75,16 @@ class Config:
     asg_name: str
     owner: str
     networks: tuple[Network, ...]
+    launch_hook: str = ""
+    terminate_hook: str = ""
+
+
+def served_hooks(env: Mapping[str, str]) -> dict[str, str]:
+    """kind ("launch"/"terminate") -> the lifecycle hook name this function serves (LAUNCH_HOOK_NAME,
+    TERMINATE_HOOK_NAME). Kinds whose variable is unset are missing: their events are never completed."""
+    hooks = {"launch": (env.get("LAUNCH_HOOK_NAME") or "").strip(),
+             "terminate": (env.get("TERMINATE_HOOK_NAME") or "").strip()}
+    return {kind: name for kind, name in hooks.items() if name}
 
 
 def _nonempty_str(value: Any) -> bool:
@@ -108,7 +133,12 @@ def load_config(env: Mapping[str, str]) -> Config:
         values = [getattr(n, attr) for n in networks]
         if len(set(values)) != len(values):
             raise ConfigError(f"MULTUS_NETWORKS has duplicate {label}: {values}", asg_name)
-    return Config(asg_name=asg_name, owner=owner, networks=networks)
+    hooks = served_hooks(env)
+    for kind, var in (("launch", "LAUNCH_HOOK_NAME"), ("terminate", "TERMINATE_HOOK_NAME")):
+        if kind not in hooks:
+            raise ConfigError(f"{var} is not set", asg_name)
+    return Config(asg_name=asg_name, owner=owner, networks=networks, launch_hook=hooks["launch"],
+                  terminate_hook=hooks["terminate"])
 
 
 # ---------------------------------------------------------------------------------------------------- event
@@ -134,6 +164,7 @@ class LifecycleEvent:
     asg_name: str
     hook_name: str
     token: str
+    time: str = ""  # the event's own time (EventBridge "time"), "" if absent
 
 
 def parse_event(event: Any) -> LifecycleEvent:
@@ -160,7 +191,8 @@ def parse_event(event: Any) -> LifecycleEvent:
     missing = [k for k in ("instance_id", "asg_name", "hook_name", "token") if not target[k]]
     if missing:
         raise EventError(f"event detail lacks {', '.join(missing)}", target)
-    return LifecycleEvent(**target)  # type: ignore[arg-type]
+    when = event.get("time")
+    return LifecycleEvent(**target, time=when.strip() if _nonempty_str(when) else "")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------------- state
@@ -250,8 +282,8 @@ def client_token(instance_id: str, network: str) -> str:
     return f"eks-multus-{digest[:48]}"
 
 
-def eni_tags(*, owner: str, instance_id: str, network: Network) -> dict[str, str]:
-    return {
+def eni_tags(*, owner: str, instance_id: str, network: Network, event_time: str = "") -> dict[str, str]:
+    tags = {
         NO_MANAGE_TAG: "true",
         OWNER_TAG: owner,
         INSTANCE_TAG: instance_id,
@@ -259,6 +291,15 @@ def eni_tags(*, owner: str, instance_id: str, network: Network) -> dict[str, str
         DEVICE_INDEX_TAG: str(network.device_index),
         "Name": f"{instance_id}-{network.name}",
     }
+    if event_time:
+        tags[EVENT_TIME_TAG] = event_time
+    return tags
+
+
+def is_transient(code: str) -> bool:
+    """True for an error another attempt may not meet (throttling, 5xx, eventual consistency)."""
+    return code in TRANSIENT_CODES or code.endswith(("ConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                                                     "EndpointConnectionError"))
 
 
 def _is_on(eni: Eni, instance_id: str) -> bool:
@@ -321,26 +362,76 @@ def plan_launch(networks: tuple[Network, ...], instance: Instance, owned: list[E
 
 @dataclass(frozen=True)
 class TerminatePlan:
-    detach: tuple[tuple[str, str], ...]  # (eni id, attachment id), force-detach then delete
-    delete: tuple[str, ...]  # every ENI to delete (includes the detached ones)
-    wait: tuple[str, ...]  # ENIs to wait for 'available' before deleting
+    delete: tuple[str, ...]  # unattached ENIs of ours for this instance (left by a failed launch attempt)
+    set_delete_on_termination: tuple[tuple[str, str], ...]  # (eni, attachment) attached here without it
     skipped: tuple[str, ...]  # notes about ENIs left alone
 
 
 def plan_terminate(instance_id: str, owned: list[Eni]) -> TerminatePlan:
-    detach: list[tuple[str, str]] = []
+    """Never detach: an attached ENI keeps carrying the node's Multus traffic until the instance is gone (other
+    hooks, such as a drainer, may hold the instance in Terminating:Wait for a long time) and DeleteOnTermination
+    removes it then. Only ENIs that are attached nowhere are deleted now."""
     delete: list[str] = []
-    wait: list[str] = []
+    fix: list[tuple[str, str]] = []
     skipped: list[str] = []
     for eni in owned:
         a = eni.attachment
-        if a is not None and a.instance_id not in (None, instance_id):
+        if a is None:
+            if eni.status == "available":
+                delete.append(eni.id)
+            else:
+                skipped.append(f"{eni.id} is {eni.status or 'in an unknown state'}; the sweeper removes it later")
+        elif a.instance_id not in (None, instance_id):
             skipped.append(f"{eni.id} is attached to {a.instance_id}")
-            continue
-        if a is not None and a.status in LIVE_ATTACHMENT and a.attachment_id:
-            detach.append((eni.id, a.attachment_id))
-            wait.append(eni.id)
-        elif a is not None or eni.status != "available":  # detaching, or still settling
-            wait.append(eni.id)
-        delete.append(eni.id)
-    return TerminatePlan(tuple(detach), tuple(delete), tuple(wait), tuple(skipped))
+        elif a.status in LIVE_ATTACHMENT and not a.delete_on_termination and a.attachment_id:
+            fix.append((eni.id, a.attachment_id))
+        elif a.status not in LIVE_ATTACHMENT:
+            skipped.append(f"{eni.id} is {a.status}; the sweeper removes it once available")
+    return TerminatePlan(tuple(delete), tuple(fix), tuple(skipped))
+
+
+# ---------------------------------------------------------------------------------------------------- sweep
+
+
+@dataclass(frozen=True)
+class SweepCandidate:
+    eni_id: str
+    instance_id: str | None  # eks-multus/instance-id tag
+    event_time: float | None  # eks-multus/launch-event-time as epoch seconds, None if absent or unreadable
+
+
+def parse_time(value: str | None) -> float | None:
+    """ISO 8601 (EventBridge's "2026-11-26T05:00:00Z") to epoch seconds; None if absent or unreadable."""
+    from datetime import datetime
+
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def plan_sweep(candidates: list[SweepCandidate], instance_states: Mapping[str, str], now: float, *,
+               min_age: float, stale_age: float) -> tuple[list[str], list[str]]:
+    """(ENIs to delete, notes on the ones kept) among `available` ENIs of ours.
+
+    An ENI is deleted when it is older than `min_age` and its instance is gone (not pending/running: no launch
+    can attach it any more), or older than `stale_age` whatever its instance (no launch attempt lives that long:
+    the event's maximum age plus the function's timeout is shorter). Without a readable time tag the age is
+    unknown: it is deleted only when its instance is gone.
+    """
+    delete: list[str] = []
+    kept: list[str] = []
+    for c in candidates:
+        state = instance_states.get(c.instance_id or "", "gone")
+        alive = state in ("pending", "running")
+        age = None if c.event_time is None else now - c.event_time
+        if not alive and (age is None or age >= min_age):
+            delete.append(c.eni_id)
+        elif age is not None and age >= stale_age:
+            delete.append(c.eni_id)
+        else:
+            kept.append(f"{c.eni_id}: instance {c.instance_id} {state}, age "
+                        f"{'unknown' if age is None else f'{age:.0f}s'}")
+    return delete, kept

@@ -186,8 +186,11 @@ def test_controller_rbac_reads_and_patches_only_pod_status():
     assert kubernetes_validate.validate(role, KUBERNETES_VERSION, strict=True) == KUBERNETES_VERSION
     writes = [r for r in role["rules"] if set(r["verbs"]) - {"get", "list", "watch"}]
     # The writes: the readiness-gate condition, through the status subresource only (never pods themselves; the
-    # admission policy also limits it to its own node and condition type), and events on refused claims.
+    # admission policy also limits it to its own node and condition type); (issue 9) the node's startup taint and
+    # its MultusInterfacesReady condition; and events on refused claims.
     assert writes == [{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+                      {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]},
+                      {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
                       {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
     (record,) = by_kind(objects, "Role")
     assert record["metadata"]["namespace"] == "kube-system"

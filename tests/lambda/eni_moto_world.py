@@ -13,6 +13,10 @@ moto 5.2.5 gaps closed here (patches of moto's response/backend classes, undone 
   (patched in the API layer only: moto's own instance termination still removes DeleteOnTermination ENIs).
 - moto's backends are not thread-safe (dicts change size under iteration): requests are served one at a time,
   so concurrent invocations still interleave call by call, as they would against EC2.
+- Instances never report `pending` in moto: `PendingModel` (installed on the world) keeps chosen instances
+  `pending` until a simulated clock reaches their start time, answering DescribeInstances accordingly and
+  rejecting AttachNetworkInterface to a pending instance with IncorrectState, as EC2 does. The clock
+  (`SimClock`) advances only when the code under test sleeps, so a 200 s start takes no real time.
 - `Faults` injects errors into chosen EC2/Auto Scaling actions at moto's response layer, so the real
   moto-backed client call (with botocore's retries) sees them exactly like a service error.
 """
@@ -34,6 +38,8 @@ from moto.ec2.models.elastic_network_interfaces import NetworkInterfaceBackend
 from moto.ec2.responses import EC2Response
 
 REGION = "us-west-2"
+ACCOUNT = "123456789012"
+EVENT_TIME = "2026-11-26T05:00:00Z"
 AZS = ("us-west-2a", "us-west-2b")
 ASG_NAME = "multus-workers"
 LAUNCH_HOOK = "multus-eni-launch"
@@ -185,6 +191,68 @@ class Faults:
             patches.setattr(EC2Response, name, wrapped)
 
 
+# ------------------------------------------------------------------------------------------ simulated time
+
+
+class SimClock:
+    """The Lambda's Clock in simulated time: sleep() advances it at once. Starts at EVENT_TIME's epoch."""
+
+    def __init__(self, start: float = 1795669200.0) -> None:  # 2026-11-26T05:00:00Z
+        self.now = start
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+
+class PendingModel:
+    """Instances that stay `pending` until `clock.time()` reaches their start time (moto never reports pending)."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self.clock = clock
+        self.running_at: dict[str, float] = {}
+        self.describes: list[float] = []  # simulated times of DescribeInstances calls
+
+    def pending_for(self, instance_id: str, seconds: float) -> None:
+        self.running_at[instance_id] = self.clock.time() + seconds
+
+    def _sync(self, backend: Any) -> None:
+        for instance_id, at in self.running_at.items():
+            instance = backend.get_instance(instance_id)
+            if instance._state.name in ("pending", "running"):
+                running = self.clock.time() >= at
+                instance._state.name, instance._state.code = ("running", 16) if running else ("pending", 0)
+
+    def install(self, patches: Patches) -> None:
+        model = self
+        original_describe = EC2Response.describe_instances
+        original_attach = NetworkInterfaceBackend.attach_network_interface
+
+        def describe_instances(resp: Any) -> Any:
+            model.describes.append(model.clock.time())
+            model._sync(resp.ec2_backend)
+            return original_describe(resp)
+
+        def attach_network_interface(backend: Any, eni_id: str, instance_id: str, device_index: int) -> Any:
+            model._sync(backend)
+            if backend.get_instance(instance_id)._state.name == "pending":
+                raise EC2ClientError("IncorrectState", f"The instance '{instance_id}' is not in a valid state for "
+                                     "this operation.")
+            return original_attach(backend, eni_id, instance_id, device_index)
+
+        patches.setattr(EC2Response, "describe_instances", describe_instances)
+        patches.setattr(NetworkInterfaceBackend, "attach_network_interface", attach_network_interface)
+
+
 # ------------------------------------------------------------------------------------------ EC2 fidelity
 
 
@@ -270,6 +338,8 @@ class World:
     autoscaling: Any
     lifecycle: LifecycleRecorder
     faults: Faults
+    clock: SimClock = field(default_factory=SimClock)
+    pending: PendingModel | None = None
     vpc_id: str = ""
     security_group_id: str = ""
     node_subnets: dict[str, str] = field(default_factory=dict)  # az -> subnet
@@ -281,7 +351,7 @@ class World:
 
     def env(self) -> dict[str, str]:
         return {"MULTUS_NETWORKS": json.dumps(self.networks_config()), "ASG_NAME": ASG_NAME,
-                "OWNER_TAG_VALUE": ASG_NAME}
+                "OWNER_TAG_VALUE": ASG_NAME, "LAUNCH_HOOK_NAME": LAUNCH_HOOK, "TERMINATE_HOOK_NAME": TERMINATE_HOOK}
 
     def launch_instance(self, az: str = AZS[0]) -> str:
         """A running instance of the group in `az` (moto has no Pending:Wait, so it is attached to the group)."""
@@ -293,19 +363,19 @@ class World:
         self.autoscaling.attach_instances(InstanceIds=[instance_id], AutoScalingGroupName=ASG_NAME)
         return instance_id
 
-    def launch_event(self, instance_id: str, *, open_action: bool = True) -> dict[str, Any]:
-        return self._event(instance_id, "launch", open_action)
+    def launch_event(self, instance_id: str, *, open_action: bool = True, hook: str = LAUNCH_HOOK) -> dict[str, Any]:
+        return self._event(instance_id, "launch", open_action, hook)
 
-    def terminate_event(self, instance_id: str, *, open_action: bool = True) -> dict[str, Any]:
-        return self._event(instance_id, "terminate", open_action)
+    def terminate_event(self, instance_id: str, *, open_action: bool = True,
+                        hook: str = TERMINATE_HOOK) -> dict[str, Any]:
+        return self._event(instance_id, "terminate", open_action, hook)
 
-    def _event(self, instance_id: str, kind: str, open_action: bool) -> dict[str, Any]:
-        hook = LAUNCH_HOOK if kind == "launch" else TERMINATE_HOOK
+    def _event(self, instance_id: str, kind: str, open_action: bool, hook: str) -> dict[str, Any]:
         token = self.lifecycle.open(ASG_NAME, hook, instance_id) if open_action else str(uuid.uuid4())
         transition = "LAUNCHING" if kind == "launch" else "TERMINATING"
         return {
             "version": "0", "id": str(uuid.uuid4()), "source": "aws.autoscaling", "account": "123456789012",
-            "detail-type": f"EC2 Instance-{kind} Lifecycle Action", "region": REGION, "time": "2026-11-26T05:00:00Z",
+            "detail-type": f"EC2 Instance-{kind} Lifecycle Action", "region": REGION, "time": EVENT_TIME,
             "resources": [f"arn:aws:autoscaling:{REGION}:123456789012:autoScalingGroup:x:autoScalingGroupName/"
                           f"{ASG_NAME}"],
             "detail": {
@@ -342,7 +412,8 @@ def assert_has_its_enis(world: World, instance_id: str, az: str) -> list[dict[st
         tags = {t["Key"]: t["Value"] for t in eni["TagSet"]}
         assert tags == {"node.k8s.amazonaws.com/no_manage": "true", "eks-multus/owner": ASG_NAME,
                         "eks-multus/instance-id": instance_id, "eks-multus/network": net,
-                        "eks-multus/device-index": str(pos + 1), "Name": f"{instance_id}-{net}"}
+                        "eks-multus/device-index": str(pos + 1), "Name": f"{instance_id}-{net}",
+                        "eks-multus/launch-event-time": EVENT_TIME}
         assert eni["SubnetId"] == world.multus_subnets[net][az]
         assert eni["Groups"][0]["GroupId"] == world.security_group_id
         assert eni["SourceDestCheck"] is False
@@ -361,6 +432,8 @@ def build_world(ec2: Any, autoscaling: Any, patches: Patches) -> World:
     faults.install(patches)  # after the fidelity patches: faults wrap them
     recorder.install(patches, faults)
     world = World(ec2=ec2, autoscaling=autoscaling, lifecycle=recorder, faults=faults)
+    world.pending = PendingModel(world.clock)
+    world.pending.install(patches)  # outermost on attach: a pending instance is refused before anything else
     world.vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     world.security_group_id = ec2.create_security_group(
         GroupName="multus", Description="Multus ENIs", VpcId=world.vpc_id)["GroupId"]

@@ -140,10 +140,11 @@ def test_synthesized_function_attaches_the_enis_of_the_instances_az(deployed):
             "EC2InstanceId": instance_id, "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING"},
     }
     # The event is one the template's rule would deliver.
-    (rule,) = _resources(d["workers"], "AWS::Events::Rule").values()
+    (rule,) = [r for r in _resources(d["workers"], "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
     pattern = rule["Properties"]["EventPattern"]
     assert event["source"] in pattern["source"] and event["detail-type"] in pattern["detail-type"]
     assert event["detail"]["AutoScalingGroupName"] in pattern["detail"]["AutoScalingGroupName"]
+    assert event["detail"]["LifecycleHookName"] in pattern["detail"]["LifecycleHookName"]
 
     result = d["module"].handler(event, None)
 

@@ -186,10 +186,6 @@ CASES = [
     Case("event for another Auto Scaling group",
          edit_event(lambda e: e["detail"].update(AutoScalingGroupName="someone-else")), [],
          reason="event for someone-else", faults_fire=False, extra={"result": "ignored"}),
-    Case("CompleteLifecycleAction fails (logged; ENIs have DeleteOnTermination)",
-         # ResourceContention is retryable: botocore sends it 1 + 8 times before giving up
-         fault("CompleteLifecycleAction", "ResourceContention", times=None), ["CONTINUE"] * 9, COMPLETE,
-         check=logged_completion_failure, extra={"accepted": []}),
     Case("DescribeInstances fails", fault("DescribeInstances", "UnauthorizedOperation"), ["ABANDON"],
          reason="DescribeInstances failed"),
     Case("attach fails and the cleanup's detach fails too",
@@ -231,15 +227,30 @@ def test_launch_fault(world, run, monkeypatch, case):
 # ------------------------------------------------------------------------------------------- terminate faults
 
 
-def test_terminate_continues_when_detach_fails_and_delete_on_termination_does_the_rest(world, run):
+def test_complete_lifecycle_action_failing_is_retried_then_raised_and_the_retry_completes(world, run):
+    """botocore retries the retryable ResourceContention 1 + 8 times; then the handler logs one line and raises,
+    so Lambda retries the invocation (and finally dead-letters it). The retry is idempotent and completes."""
     instance_id = world.launch_instance()
-    run(world.launch_event(instance_id))
-    world.faults.add("DetachNetworkInterface", "UnauthorizedOperation", times=None)
-    record = run(world.terminate_event(instance_id))
-    assert record["result"] == "CONTINUE" and record["errors"]
-    assert world.lifecycle.accepted(instance_id) == ["CONTINUE", "CONTINUE"]
-    world.ec2.terminate_instances(InstanceIds=[instance_id])  # what CONTINUE leads to
-    assert world.enis(instance_id) == [] and world.orphans() == []
+    event = world.launch_event(instance_id)
+    world.faults.add("CompleteLifecycleAction", "ResourceContention", times=9)
+    record = run(event, raises=True)
+    logged_completion_failure(world, instance_id, record)
+    assert record["result"] == "CONTINUE" and record["CompletionFailed"] == 1
+    assert world.lifecycle.results(instance_id) == ["CONTINUE"] * 9 and world.lifecycle.accepted(instance_id) == []
+    assert_has_its_enis(world, instance_id, AZS[0])
+    retry = run(event)  # Lambda's asynchronous retry of the same event
+    assert retry["result"] == "CONTINUE" and retry["created"] == [] and retry["lifecycle"] == "completed"
+    assert world.lifecycle.accepted(instance_id) == ["CONTINUE"]
+
+
+# moto warns that its EC2-style injected error has no shape in the Auto Scaling model; botocore still parses it.
+@pytest.mark.filterwarnings("ignore:Exception\\(EC2ClientError\\) with code AccessDenied:UserWarning")
+def test_complete_lifecycle_action_denied_is_raised_at_once(world, run):
+    instance_id = world.launch_instance()
+    world.faults.add("CompleteLifecycleAction", "AccessDenied", times=None)
+    record = run(world.launch_event(instance_id), raises=True)
+    assert world.lifecycle.results(instance_id) == ["CONTINUE"]  # not retryable: one call, then raised
+    assert "CompleteLifecycleAction failed: AccessDenied" in record["errors"][0]
 
 
 def test_terminate_continues_when_listing_enis_fails(world, run):

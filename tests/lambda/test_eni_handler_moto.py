@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from eni_attacher import adapter, handler
 from eni_attacher.planning import Network, client_token, eni_tags
-from eni_moto_world import ASG_NAME, AZS, NETWORKS, REGION, assert_has_its_enis
+from eni_moto_world import ASG_NAME, AZS, EVENT_TIME, NETWORKS, assert_has_its_enis
 
 
 @pytest.mark.parametrize("az", AZS)
@@ -82,7 +82,7 @@ def test_concurrent_duplicate_deliveries_make_one_set_of_enis(world, run):
 def _create_like_the_lambda(world, instance_id, pos, az=AZS[0], *, subnet=None):
     net = world.networks_config()[pos]
     network = Network(net["name"], net["deviceIndex"], net["subnets"], tuple(net["securityGroupIds"]))
-    tags = eni_tags(owner=ASG_NAME, instance_id=instance_id, network=network)
+    tags = eni_tags(owner=ASG_NAME, instance_id=instance_id, network=network, event_time=EVENT_TIME)
     return world.ec2.create_network_interface(
         SubnetId=subnet or net["subnets"][az], Groups=net["securityGroupIds"],
         TagSpecifications=[{"ResourceType": "network-interface",
@@ -122,36 +122,36 @@ def test_leftover_duplicates_of_an_earlier_attempt_are_deleted(world, run):
     assert world.orphans() == []
 
 
-def test_pending_instance_is_waited_for_with_a_botocore_waiter(world, run):
-    from moto.ec2.models import ec2_backends
-
-    instance_id = world.launch_instance()
-    moto_instance = ec2_backends["123456789012"][REGION].get_instance(instance_id)
-    moto_instance._state.name, moto_instance._state.code = "pending", 0  # moto never reports pending itself
-    describes = []
-
-    def becomes_running(**_):
-        describes.append(1)
-        moto_instance._state.name, moto_instance._state.code = "running", 16
-
-    world.ec2.meta.events.register("after-call.ec2.DescribeInstances", becomes_running)
-    record = run(world.launch_event(instance_id))
-    assert record["result"] == "CONTINUE" and len(describes) == 2  # the handler's read + one waiter poll
-    assert_has_its_enis(world, instance_id, AZS[0])
-
-
-def test_terminate_detaches_and_deletes_our_enis_then_continues(world, run):
+def test_terminate_keeps_attached_enis_and_deletes_only_unattached_leftovers(world, run):
+    """Nothing attached is detached: the node keeps its Multus traffic until EC2 terminates it (a drainer's hook
+    may hold it in Terminating:Wait), and DeleteOnTermination removes the ENIs then."""
     instance_id = world.launch_instance(AZS[1])
     run(world.launch_event(instance_id))
+    attached = {e["NetworkInterfaceId"] for e in world.enis(instance_id)}
     leftover = _create_like_the_lambda(world, instance_id, 0, AZS[1])  # an 'available' one as well
+    calls = []
+    world.ec2.meta.events.register("before-call.ec2.*", lambda model, **_: calls.append(model.name))
     record = run(world.terminate_event(instance_id))
-    assert record["result"] == "CONTINUE" and len(record["deleted"]) == 3 and leftover in record["deleted"]
-    assert world.enis(instance_id) == []
+    assert record["result"] == "CONTINUE" and record["deleted"] == [leftover]
+    assert set(record["kept_attached"]) == attached
+    assert "DetachNetworkInterface" not in calls
+    assert {e["NetworkInterfaceId"] for e in world.enis(instance_id)} == attached
+    assert all(e["Attachment"]["Status"] == "attached" for e in world.enis(instance_id))
     assert world.lifecycle.accepted(instance_id) == ["CONTINUE", "CONTINUE"]
-    # the primary ENI is not ours and stays
-    primary = world.ec2.describe_network_interfaces(Filters=[
-        {"Name": "attachment.instance-id", "Values": [instance_id]}])["NetworkInterfaces"]
-    assert [e["Attachment"]["DeviceIndex"] for e in primary] == [0]
+    world.ec2.terminate_instances(InstanceIds=[instance_id])  # what CONTINUE leads to
+    assert world.enis(instance_id) == [] and world.orphans() == []
+
+
+def test_terminate_turns_on_delete_on_termination_where_an_attempt_left_it_off(world, run):
+    instance_id = world.launch_instance()
+    eni_id = _create_like_the_lambda(world, instance_id, 0)
+    world.ec2.attach_network_interface(NetworkInterfaceId=eni_id, InstanceId=instance_id, DeviceIndex=1)
+    record = run(world.terminate_event(instance_id))
+    assert record["result"] == "CONTINUE" and record["deleted"] == []
+    (eni,) = world.enis(instance_id)
+    assert eni["Attachment"]["DeleteOnTermination"] is True and eni["Attachment"]["Status"] == "attached"
+    world.ec2.terminate_instances(InstanceIds=[instance_id])
+    assert world.orphans() == []
 
 
 def test_terminate_of_a_vanished_instance_still_cleans_up_and_continues(world, run):
@@ -182,7 +182,7 @@ def test_default_clients_are_made_lazily_with_adaptive_retries(world, caplog, mo
     assert made.ec2.meta.config.retries["total_max_attempts"] == 9  # 8 retries after the first attempt
     handler.handler(world.terminate_event(instance_id), None)
     assert handler._clients is made  # reused by warm invocations
-    assert world.enis(instance_id) == []
+    assert world.lifecycle.accepted(instance_id) == ["CONTINUE", "CONTINUE"]
 
 
 def test_importing_the_handler_builds_no_client(monkeypatch):
@@ -201,6 +201,7 @@ def test_importing_the_handler_builds_no_client(monkeypatch):
 def test_settings_defaults_are_sane_and_overridable():
     s = adapter.Settings.from_env({})
     assert (s.max_attempts, s.waiter_delay, s.waiter_max_attempts) == (8, 1.0, 25)
+    assert (s.poll_seconds, s.heartbeat_seconds, s.margin_seconds) == (5.0, 60.0, 45.0)
     s = adapter.Settings.from_env({"ENI_ATTACHER_WAITER_DELAY": "0.01", "ENI_ATTACHER_WAITER_MAX_ATTEMPTS": "x"})
     assert (s.waiter_delay, s.waiter_max_attempts) == (0.01, 25)
 

@@ -14,11 +14,15 @@ from eni_attacher.planning import (
     InstanceAttachment,
     Network,
     PlanError,
+    SweepCandidate,
     client_token,
     eni_tags,
+    is_transient,
     load_config,
     parse_event,
+    parse_time,
     plan_launch,
+    plan_sweep,
     plan_terminate,
 )
 
@@ -42,7 +46,8 @@ def ours(eni_id, network, subnet, *, index=None, dot=True, sdc=False, status=Non
 def env(networks=None, **extra):
     items = networks if networks is not None else [
         {"name": "multus1", "deviceIndex": 1, "subnets": {"az-a": "subnet-1a"}, "securityGroupIds": ["sg-1"]}]
-    return {"ASG_NAME": "workers", "MULTUS_NETWORKS": json.dumps(items), **extra}
+    return {"ASG_NAME": "workers", "MULTUS_NETWORKS": json.dumps(items), "LAUNCH_HOOK_NAME": "launch-hook",
+            "TERMINATE_HOOK_NAME": "terminate-hook", **extra}
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -51,6 +56,7 @@ def env(networks=None, **extra):
 def test_config_loads_networks_and_defaults_owner_to_the_group():
     cfg = load_config(env())
     assert cfg.asg_name == "workers" and cfg.owner == "workers"
+    assert (cfg.launch_hook, cfg.terminate_hook) == ("launch-hook", "terminate-hook")
     assert cfg.networks == (Network("multus1", 1, {"az-a": "subnet-1a"}, ("sg-1",)),)
     assert load_config(env(OWNER_TAG_VALUE="other")).owner == "other"
 
@@ -184,13 +190,40 @@ def test_tags():
 # --------------------------------------------------------------------------------------------- terminate plans
 
 
-def test_terminate_detaches_attached_deletes_all_and_skips_foreign_attachments():
+def test_terminate_never_detaches_and_deletes_only_unattached_enis():
     owned = [ours("eni-1", "multus1", "subnet-1a", index=1), ours("eni-2", "multus2", "subnet-2a"),
              ours("eni-3", "multus2", "subnet-2a", index=2, on="i-other"),
+             ours("eni-5", "multus2", "subnet-2a", index=2, dot=False),
              Eni("eni-4", "subnet-1a", "detaching", "multus1", False,
                  EniAttachment(INST, 1, "att-4", "detaching", True))]
     plan = plan_terminate(INST, owned)
-    assert plan.detach == (("eni-1", "att-eni-1"),)
-    assert plan.delete == ("eni-1", "eni-2", "eni-4")
-    assert plan.wait == ("eni-1", "eni-4")
-    assert plan.skipped == ("eni-3 is attached to i-other",)
+    assert plan.delete == ("eni-2",)
+    assert plan.set_delete_on_termination == (("eni-5", "att-eni-5"),)
+    assert plan.skipped == ("eni-3 is attached to i-other", "eni-4 is detaching; the sweeper removes it once available")
+
+
+@pytest.mark.parametrize("missing", ["LAUNCH_HOOK_NAME", "TERMINATE_HOOK_NAME"])
+def test_config_needs_both_hook_names(missing):
+    environment = env()
+    environment.pop(missing)
+    with pytest.raises(ConfigError, match=f"{missing} is not set"):
+        load_config(environment)
+
+
+def test_sweep_deletes_enis_of_gone_instances_after_min_age_and_any_after_stale_age():
+    now = 10_000.0
+    candidates = [
+        SweepCandidate("eni-gone-old", "i-gone", now - 400), SweepCandidate("eni-gone-new", "i-gone", now - 100),
+        SweepCandidate("eni-live", "i-live", now - 400), SweepCandidate("eni-live-stale", "i-live", now - 2000),
+        SweepCandidate("eni-terminated-untagged", "i-term", None), SweepCandidate("eni-pending", "i-pend", None),
+    ]
+    states = {"i-live": "running", "i-term": "terminated", "i-pend": "pending"}
+    delete, kept = plan_sweep(candidates, states, now, min_age=300, stale_age=1800)
+    assert delete == ["eni-gone-old", "eni-live-stale", "eni-terminated-untagged"]
+    assert len(kept) == 3 and kept[0].startswith("eni-gone-new: instance i-gone gone")
+
+
+def test_event_time_is_parsed_and_transient_codes_are_told_apart():
+    assert parse_time("2026-11-26T05:00:00Z") == 1795669200.0 and parse_time("yesterday") is None
+    assert is_transient("RequestLimitExceeded") and is_transient("IncorrectState")
+    assert not is_transient("UnauthorizedOperation") and not is_transient("InsufficientFreeAddressesInSubnet")

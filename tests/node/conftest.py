@@ -55,6 +55,7 @@ class FakeImds:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     interfaces: dict[str, int] = field(default_factory=dict)  # MAC -> device-number
     token_enabled: bool = True
+    instance_id: str = "i-0123456789abcdef0"
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -82,6 +83,8 @@ class FakeImds:
             return 405, ""
         if headers.get("X-aws-ec2-metadata-token") != self.token:
             return 401, "Unauthorized"
+        if path == "/latest/meta-data/instance-id":
+            return 200, self.instance_id
         prefix = "/latest/meta-data/network/interfaces/macs/"
         if path == prefix:
             return 200, "\n".join(f"{mac}/" for mac in self.interfaces)
@@ -251,6 +254,10 @@ class ScriptRunner:
             "NETWORK_LINK_DIR": str(self.link_dir),
             # No udev in the namespace: point the udev check at a directory that does not exist (skips it).
             "UDEV_DATA_DIR": str(self.netns.tmp / "no-udev"),
+            # Not the EKS AMI unless a test says so: no nodeadm udev-net-manager unit (tests/node/net_manager.py).
+            "NET_MANAGER_UNIT": str(self.netns.tmp / "no-unit"),
+            "NET_MANAGER_CACHE_DIR": str(self.netns.tmp / "nodeadm-cache"),
+            "NETWORKD_RUNTIME_DIR": str(self.netns.tmp / "run-systemd-network"),
         }
         for key, value in overrides.items():
             if value is None:

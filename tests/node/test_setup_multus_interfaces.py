@@ -361,3 +361,31 @@ def test_invalid_configuration(netns, imds, script, overrides, message):
     assert f"{LOG_PREFIX} ERROR: invalid configuration: {message}" in result.stderr
     assert imds.requests == [], "nothing may happen before the configuration is validated"
     assert {"ens6", "ens7"} <= netns.links().keys()
+
+
+# ------------------------------------------------------------------------------------------------ as user data ships it
+def test_the_user_data_part_unpacks_and_runs_the_script(netns, imds, script, tmp_path):
+    """The shell MIME part exactly as node_group.interface_script renders it (settings, gzip + base64 script)."""
+    from eks_multus_cdk.node_group import interface_script
+
+    _ens5_ens6_ens7(netns, imds)
+    part = tmp_path / "part.sh"
+    part.write_text(interface_script(2))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in (*script.bindir.iterdir(),):
+        (bindir / tool.name).symlink_to(tool.resolve())
+    for tool in ("gunzip", "gzip", "dirname", "base64"):  # the unpacking step's tools
+        found = shutil.which(tool)
+        if found and not (bindir / tool).exists():
+            (bindir / tool).symlink_to(found)
+    installed = tmp_path / "sbin" / "setup-multus-interfaces.sh"
+    env = script.env(MULTUS_SCRIPT_PATH=str(installed), PATH=str(bindir))
+    for key in ("MULTUS_INTERFACE_COUNT", "MULTUS_IFNAME_PREFIX", "MULTUS_WAIT_SECONDS"):
+        env.pop(key, None)  # the part sets them itself
+    res = subprocess.run(["ip", "netns", "exec", netns.name, shutil.which("bash"), str(part)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert installed.read_bytes() == SCRIPT.read_bytes() and installed.stat().st_mode & 0o777 == 0o755
+    links = netns.links()
+    assert links["multus1"]["address"] == MAC_IDX1 and links["multus2"]["address"] == MAC_IDX2
