@@ -15,6 +15,15 @@
 # Links whose MAC IMDS does not report at a device index in 1..N (the primary ENI at device index 0, anything
 # else) are never touched. Re-running when the links are already renamed and up changes nothing and exits 0.
 #
+# Relink (host-device networks): a host-device NAD moves the whole ENI into one pod as net1. CNI DEL gives it back
+# as multus<N>; but if the pod's network namespace is removed without a DEL, the kernel returns the NIC to the host
+# under its pod-side name (net1), and no NAD naming multus<N> matches it any more (udev's .link naming does not
+# rename a link that userspace already renamed). So the boot run also writes <UDEV_RULES_DIR>/90-eks-multus-relink.rules
+# (a Multus ENI's MAC appearing under any other name wants eks-multus-relink.service) and that unit in
+# <SYSTEMD_UNIT_DIR>, which re-runs this script with MULTUS_RELINK=1: look once, rename what is on the host back
+# to its stable name and bring it up, write nothing, and treat an ENI that is not on the host (inside a pod right
+# now) as fine rather than missing.
+#
 # systemd-networkd: the Multus ENIs are HANDED TO IT, deterministically. On the EKS AL2023 AMI a udev rule starts
 # nodeadm's udev-net-manager@<ifname> for every new ENA link; that unit reads /sys/class/net/<ifname>/address,
 # records its decision in /etc/eks/nodeadm/udev-net-manager/<instance-id>/<ifname> ("io.systemd.Network" before
@@ -33,11 +42,13 @@
 #   MULTUS_WAIT_SECONDS     default 300: overall deadline for the ENIs to appear (0 = look once)
 #   MULTUS_MTU              optional, 68..65535: MTU to set on every Multus interface
 #   MULTUS_POLL_SECONDS     default 1: poll interval (may be fractional)
+#   MULTUS_RELINK           default 0; 1 = the relink run described above (set by eks-multus-relink.service)
 #   Overridable roots (tests): IMDS_ENDPOINT (http://169.254.169.254), SYSFS_NET (/sys/class/net),
 #   SYSCTL_DIR (/etc/sysctl.d), NETWORK_LINK_DIR (/etc/systemd/network), UDEV_DATA_DIR (/run/udev/data; the udev
 #   check is skipped when that directory does not exist), NET_MANAGER_UNIT
 #   (/etc/systemd/system/udev-net-manager@.service; the nodeadm wait is skipped when it does not exist),
-#   NET_MANAGER_CACHE_DIR (/etc/eks/nodeadm/udev-net-manager), NETWORKD_RUNTIME_DIR (/run/systemd/network).
+#   NET_MANAGER_CACHE_DIR (/etc/eks/nodeadm/udev-net-manager), NETWORKD_RUNTIME_DIR (/run/systemd/network),
+#   UDEV_RULES_DIR (/etc/udev/rules.d), SYSTEMD_UNIT_DIR (/etc/systemd/system).
 #   MULTUS_NET_MANAGER_GRACE_SECONDS default 60: how long a link may wait for udev-net-manager (the unit gives up
 #   after systemd's default start limit, 5 failed starts in 10 s, so after this it can no longer race).
 #
@@ -94,6 +105,10 @@ net_manager_unit=${NET_MANAGER_UNIT:-/etc/systemd/system/udev-net-manager@.servi
 net_manager_cache=${NET_MANAGER_CACHE_DIR:-/etc/eks/nodeadm/udev-net-manager}
 networkd_dir=${NETWORKD_RUNTIME_DIR:-/run/systemd/network}
 net_manager_grace=${MULTUS_NET_MANAGER_GRACE_SECONDS:-60}
+relink=${MULTUS_RELINK:-0}
+udev_rules_dir=${UDEV_RULES_DIR:-/etc/udev/rules.d}
+systemd_unit_dir=${SYSTEMD_UNIT_DIR:-/etc/systemd/system}
+self_path=$(realpath -- "$0")
 
 if [[ -z $count ]]; then
     config_error "MULTUS_INTERFACE_COUNT is required (an integer >= 1: how many Multus ENIs, at device indexes 1..N)"
@@ -118,11 +133,17 @@ if [[ -n $mtu ]]; then
         config_error "MULTUS_MTU must be empty or an integer between 68 and 65535, got '${mtu}'"
     fi
 fi
+if [[ $relink != 0 && $relink != 1 ]]; then
+    config_error "MULTUS_RELINK must be 0 or 1, got '${relink}'"
+fi
 if ! [[ $net_manager_grace =~ ^[0-9]{1,4}$ ]]; then
     config_error "MULTUS_NET_MANAGER_GRACE_SECONDS must be an integer number of seconds (0..9999), got '${net_manager_grace}'"
 fi
 # Decimal from here on (the patterns above exclude leading zeros for count and mtu).
 wait_seconds=$((10#$wait_seconds))
+if ((relink)) && [[ -z ${MULTUS_WAIT_SECONDS:-} ]]; then
+    wait_seconds=$((10#$net_manager_grace + 10)) # only links on the host are waited for (udev-net-manager)
+fi
 net_manager_grace=$((10#$net_manager_grace))
 
 # ---------------------------------------------------------------------------------------------------- IMDSv2
@@ -295,6 +316,7 @@ declare -A reason=()    # device index -> why it is not done yet (for progress a
 declare -A no_udev_polls=()
 declare -A first_seen_ms=() # device index -> when its link was first seen (for the udev-net-manager grace)
 declare -A managed_by=()    # device index -> what the nodeadm unit decided, for the summary
+declare -A elsewhere=()     # relink only: device index -> MAC of an ENI that is not in the host's namespace
 instance_id=""
 
 # net_manager_ready INDEX IFNAME MAC: 0 when the link may be renamed without racing nodeadm's udev-net-manager;
@@ -345,6 +367,9 @@ evaluate() {
     find_link "$mac" "$target"
     if ((FOUND_COUNT == 0)); then
         reason[$i]="IMDS reports MAC ${mac} but no link with that MAC exists in ${sysfs_net}"
+        if ((relink)); then
+            elsewhere[$i]=$mac # relink: a host-device ENI inside a pod's namespace right now
+        fi
         return 0
     fi
     if ((FOUND_COUNT > 1)); then
@@ -399,7 +424,30 @@ Name=${done_name[$i]}" || rc=1
         write_if_changed "${sysctl_dir}/90-multus.conf" "# Written by setup-multus-interfaces.sh: no reverse-path filtering on the Multus ENIs.
 ${lines[*]}" || rc=1
     fi
+    persist_relink || rc=1
     return "$rc"
+}
+
+# persist_relink: the udev rule and the oneshot unit that give a returning Multus ENI its stable name back.
+persist_relink() {
+    local i rules=()
+    for ((i = 1; i <= count; i++)); do
+        [[ -n ${done_name[$i]:-} ]] || continue
+        rules+=("ACTION==\"add\", SUBSYSTEM==\"net\", ATTR{address}==\"${mac_of[$i]}\", KERNEL!=\"${done_name[$i]}\", TAG+=\"systemd\", ENV{SYSTEMD_WANTS}+=\"eks-multus-relink.service\"")
+    done
+    ((${#rules[@]} > 0)) || return 0
+    local IFS=$'\n'
+    write_if_changed "${udev_rules_dir}/90-eks-multus-relink.rules" "# Written by setup-multus-interfaces.sh: a Multus ENI that appears under another name than its stable one
+# (host-device: its pod's namespace went away without CNI DEL) gets it back from eks-multus-relink.service.
+${rules[*]}" || return 1
+    write_if_changed "${systemd_unit_dir}/eks-multus-relink.service" "# Written by setup-multus-interfaces.sh (see its header): rename returning Multus ENIs back.
+[Unit]
+Description=eks-multus-cdk: give Multus ENIs back their stable names
+
+[Service]
+Type=oneshot
+Environment=MULTUS_RELINK=1 MULTUS_INTERFACE_COUNT=${count} MULTUS_IFNAME_PREFIX=${prefix}${mtu:+ MULTUS_MTU=${mtu}}
+ExecStart=${self_path}"
 }
 
 missing_summary() {
@@ -422,7 +470,11 @@ now_ms() {
     fi
 }
 
-log "start: ${count} Multus ENI(s) at device indexes 1..${count} -> ${prefix}1..${prefix}${count}; waiting up to ${wait_seconds}s (IMDS ${imds})"
+if ((relink)); then
+    log "relink: giving Multus ENIs on the host their stable names ${prefix}1..${prefix}${count} (IMDS ${imds})"
+else
+    log "start: ${count} Multus ENI(s) at device indexes 1..${count} -> ${prefix}1..${prefix}${count}; waiting up to ${wait_seconds}s (IMDS ${imds})"
+fi
 now_ms
 start_ms=$NOW_MS
 deadline_ms=$((start_ms + wait_seconds * 1000))
@@ -434,10 +486,12 @@ while :; do
     fi
     pending=0
     for ((i = 1; i <= count; i++)); do
-        [[ -n ${done_name[$i]:-} || -n ${failed[$i]:-} ]] && continue
+        [[ -n ${done_name[$i]:-} || -n ${failed[$i]:-} || -n ${elsewhere[$i]:-} ]] && continue
         evaluate "$i"
         if [[ -n ${failed[$i]:-} ]]; then
             err "device index ${i}: ${failed[$i]}"
+        elif [[ -n ${elsewhere[$i]:-} ]]; then
+            log "device index ${i}: MAC ${elsewhere[$i]} is not in the host's namespace (a host-device pod has it); left alone"
         elif [[ -z ${done_name[$i]:-} ]]; then
             pending=$((pending + 1))
             if [[ ${reason[$i]} != "${last_reason[$i]:-}" ]]; then
@@ -459,7 +513,9 @@ while :; do
 done
 
 status=0
-persist || status=1
+if ((!relink)); then
+    persist || status=1
+fi
 if ((pending > 0)); then
     err "timed out after ${wait_seconds}s; missing device index(es): $(missing_summary)"
     status=1
@@ -477,11 +533,11 @@ fi
 if ((status == 0)); then
     summary=()
     for ((i = 1; i <= count; i++)); do
-        summary+=("${done_name[$i]}=${mac_of[$i]}")
+        [[ -n ${done_name[$i]:-} ]] && summary+=("${done_name[$i]}=${mac_of[$i]}")
     done
     log "done: ${summary[*]}"
     for ((i = 1; i <= count; i++)); do
-        [[ -n ${managed_by[$i]:-} ]] && log "device index ${i}: ${done_name[$i]} ${managed_by[$i]}"
+        [[ -n ${managed_by[$i]:-} ]] && log "device index ${i}: ${done_name[$i]:-} ${managed_by[$i]}"
     done
 else
     err "finished with errors (exit 1); the node boots and joins without the missing Multus interfaces"

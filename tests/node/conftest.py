@@ -258,6 +258,9 @@ class ScriptRunner:
             "NET_MANAGER_UNIT": str(self.netns.tmp / "no-unit"),
             "NET_MANAGER_CACHE_DIR": str(self.netns.tmp / "nodeadm-cache"),
             "NETWORKD_RUNTIME_DIR": str(self.netns.tmp / "run-systemd-network"),
+            # The relink rule and unit (host-device ENIs coming back under another name) stay in the test's folder.
+            "UDEV_RULES_DIR": str(self.netns.tmp / "udev-rules"),
+            "SYSTEMD_UNIT_DIR": str(self.netns.tmp / "systemd-system"),
         }
         for key, value in overrides.items():
             if value is None:
