@@ -429,6 +429,17 @@ def validate(c: AppConfig) -> None:
             _fail(f"{p}.nodeGroups[{i}].availabilityZones", list(ng.availability_zones), "lists an AZ twice")
 
 
+# Destinations a Multus route must never cover: the link-local range holds IMDS and the EKS Pod Identity agent
+# (169.254.170.23) and the VPC CNI's gateway inside pods (169.254.1.1); the others are not unicast destinations.
+_NOT_ROUTABLE_VIA_MULTUS = (
+    (ipaddress.IPv4Network("0.0.0.0/8"), "'this network'"),
+    (ipaddress.IPv4Network("127.0.0.0/8"), "loopback"),
+    (ipaddress.IPv4Network("169.254.0.0/16"), "link-local: instance metadata, the Pod Identity agent"),
+    (ipaddress.IPv4Network("224.0.0.0/4"), "multicast"),
+    (ipaddress.IPv4Network("240.0.0.0/4"), "reserved"),
+)
+
+
 def _validate_routes(c: AppConfig, subnets: list[tuple[str, ipaddress.IPv4Network]]) -> None:
     """Each network's `routes`: IPv4 CIDRs, no default route, nothing that would pull other traffic off eth0.
 
@@ -450,6 +461,9 @@ def _validate_routes(c: AppConfig, subnets: list[tuple[str, ipaddress.IPv4Networ
                     _fail(where, cidr, f"overlaps {other_where} = {other}")
             if service.overlaps(route):
                 _fail(where, cidr, f"overlaps serviceCidr {c.service_cidr}")
+            for special, what in _NOT_ROUTABLE_VIA_MULTUS:
+                if route.overlaps(special):
+                    _fail(where, cidr, f"overlaps {special} ({what}): that traffic must stay on the pod's own path")
             for other_where, other in subnets:
                 if not route.overlaps(other):
                     continue

@@ -156,15 +156,16 @@ class EniAttacher(Construct):
                 sid="Describe", actions=["ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces"], resources=["*"]),
             iam.PolicyStatement(
                 sid="CreateOwnedEni", actions=["ec2:CreateNetworkInterface"], resources=[eni_arn],
-                conditions={"StringEquals": {f"aws:RequestTag/{OWNER_TAG}": asg_name}, **in_multus_subnets}),
+                conditions={"StringEquals": {f"aws:RequestTag/{OWNER_TAG}": asg_name}}),
             iam.PolicyStatement(
                 sid="CreateEniInMultusSubnets", actions=["ec2:CreateNetworkInterface"],
                 resources=[arn("subnet", s.subnet_id) for subnets in multus_subnets for s in subnets]
                 + [arn("security-group", sg.security_group_id)]),
             # Tag-on-create is authorized as CreateTags with ec2:CreateAction; the ENI being created is already
-            # pinned to the Multus subnets by CreateOwnedEni. No ec2:Subnet condition here: whether IAM fills
-            # resource keys of a resource that does not exist yet for this check is not documented, and a key
-            # that is absent would refuse every launch (the per-call test's evaluator supplies none for it).
+            # pinned to the Multus subnets by CreateEniInMultusSubnets (the subnet is a required resource of
+            # CreateNetworkInterface). No ec2:Subnet condition on the new ENI, here or in CreateOwnedEni: whether
+            # IAM fills resource keys of a resource that does not exist yet is not documented, and an absent key
+            # would refuse every launch (the per-call test's evaluator supplies none for a new ENI).
             iam.PolicyStatement(
                 sid="TagOnCreate", actions=["ec2:CreateTags"], resources=[eni_arn],
                 conditions={"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}}),

@@ -148,7 +148,8 @@ class PodAddressSync(Construct):
 
     Attributes: `image` (DockerImageAsset), `role` (IAM role of the controller), `manifest` (controller
     KubernetesManifest), `whereabouts_manifest`, `association` (CfnPodIdentityAssociation), `addon` (the Pod
-    Identity agent add-on, None when `install_pod_identity_agent` is false because the cluster has it already).
+    Identity agent add-on, None unless `install_pod_identity_agent`: off by default, because `VpcCniIdentity`
+    installs the agent and a second CreateAddon of the same add-on fails the deploy).
     """
 
     def __init__(
@@ -158,7 +159,7 @@ class PodAddressSync(Construct):
         *,
         cluster: eks.ICluster,
         config: AppConfig,
-        install_pod_identity_agent: bool = True,
+        install_pod_identity_agent: bool = False,
         multus_subnets: list[list[ec2.ISubnet]] | None = None,
     ) -> None:
         if not config.cross_node_traffic:

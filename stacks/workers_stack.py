@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput
+from aws_cdk import CfnOutput, CrossStackReferences, ReferenceStrength
 from constructs import Construct
 
 from eks_multus_cdk.config import AppConfig
@@ -24,6 +24,12 @@ class WorkersStack(PinnedAzStack):
         super().__init__(scope, construct_id, config=config,
                          description="eks-multus-cdk: Multus node groups, ENI Lambda, Multus CNI and samples", **kwargs)
         self.encrypt_logs_with(cluster_stack.logs_key)
+        # Strong references (exports/imports) to the cluster stack, although cdk.json keeps the recommended weak
+        # default: a weak reference (Fn::GetStackOutput) is read only when this stack is created or updated, so a
+        # replaced subnet or key in the cluster stack would leave this stack's Lambda environment, ASG subnets and
+        # IAM conditions on the old ids while `cdk deploy` sees no change here; an export in use also stops
+        # CloudFormation from deleting what this stack still needs.
+        CrossStackReferences.of(self).consume(ReferenceStrength.STRONG)
         network = cluster_stack.network
         cluster = cluster_stack.cluster.cluster
         # The VPC CNI's own Pod Identity role (the node role no longer carries AmazonEKS_CNI_Policy), before nodes.
@@ -41,6 +47,8 @@ class WorkersStack(PinnedAzStack):
                 startup_taint=config.cross_node_traffic,
             )
             ng.auto_scaling_group.node.add_dependency(self.cni_identity)
+            # aws-node must have its own credentials before the node role loses AmazonEKS_CNI_Policy (upgrades).
+            ng.role.node.add_dependency(self.cni_identity)
             CfnOutput(self, f"{construct_id}AsgName", value=ng.asg_name)
             CfnOutput(self, f"{construct_id}EniFunction", value=ng.eni_attacher.function.function_name)
             self.node_groups.append(ng)

@@ -123,6 +123,11 @@ BAD = [
     ({}, {"multusNetworks.0.routes": '["172.20.128.0/17"]'}, "overlaps serviceCidr 172.20.0.0/16"),
     ({}, {"multusNetworks.0.routes": '["192.168.0.0/16", "192.168.9.0/24"]'},
      'routes[1] = "192.168.9.0/24": overlaps eksMultus.multusNetworks[0].routes[0] = 192.168.0.0/16'),
+    ({}, {"multusNetworks.0.routes": '["169.254.170.0/24"]'},
+     'routes[0] = "169.254.170.0/24": overlaps 169.254.0.0/16 (link-local: instance metadata, the Pod Identity'),
+    ({"serviceCidr": "10.100.0.0/16"}, {"multusNetworks.0.routes": '["160.0.0.0/3"]'}, "overlaps 169.254.0.0/16"),
+    ({}, {"multusNetworks.0.routes": '["127.0.0.0/8"]'}, "overlaps 127.0.0.0/8 (loopback)"),
+    ({}, {"multusNetworks.0.routes": '["224.0.0.0/4"]'}, "overlaps 224.0.0.0/4 (multicast)"),
     ({}, {"multusNetworks.0.plugin": "host-device", "crossNodeTraffic": "false"},
      'eksMultus.multusNetworks[0].plugin = "host-device": host-device needs crossNodeTraffic: true'),
 ]

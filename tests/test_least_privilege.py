@@ -122,8 +122,15 @@ def test_eni_lambda_network_interface_statements_are_pinned_to_the_multus_subnet
     assert set(statements) == {"CreateOwnedEni", "TagOnCreate", "ManageOwnedEni"}
     # Tag-on-create is pinned by ec2:CreateAction to the CreateNetworkInterface call, which is itself pinned to the
     # Multus subnets; it carries no ec2:Subnet condition of its own (see eni_attacher.py).
-    tag_on_create = statements.pop("TagOnCreate")
+    # A new ENI (CreateOwnedEni, TagOnCreate) is pinned through the subnet resource of CreateNetworkInterface
+    # (CreateEniInMultusSubnets), not through resource keys IAM may not fill for a resource that does not exist yet.
+    tag_on_create, create = statements.pop("TagOnCreate"), statements.pop("CreateOwnedEni")
     assert tag_on_create["Condition"] == {"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}}
+    assert "ArnEquals" not in create["Condition"]
+    ((_, subnets),) = [(s, s["Resource"]) for p in resources(workers, "AWS::IAM::Policy").values()
+                       for s in p["Properties"]["PolicyDocument"]["Statement"]
+                       if s.get("Sid") == "CreateEniInMultusSubnets"]
+    assert len([r for r in subnets if ":subnet/" in json.dumps(r)]) == 4
     for sid, statement in statements.items():
         assert len(statement["Condition"]["ArnEquals"]["ec2:Subnet"]) == 4, sid
 
@@ -188,5 +195,5 @@ def test_every_ec2_subnet_condition_is_one_the_service_authorization_reference_l
             for action in actions:
                 assert "ec2:Subnet" in _network_interface_condition_keys(action), (name, action)
                 checked += 1
-    assert checked == 7  # controller: assign, unassign; ENI Lambda: create, attach, detach, modify, delete
+    assert checked == 6  # controller: assign, unassign; ENI Lambda: attach, detach, modify, delete
     assert "ec2:Subnet" not in _network_interface_condition_keys("ec2:DescribeNetworkInterfaces")  # can fail

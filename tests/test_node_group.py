@@ -221,10 +221,10 @@ def _statements(workers) -> list[dict]:
 
 def test_eni_writes_require_the_owner_tag_and_no_action_wildcards(workers):
     by_sid = {s.get("Sid"): s for s in copy.deepcopy(_statements(workers))}  # the template is session-wide
-    for sid in ("CreateOwnedEni", "ManageOwnedEni"):  # subnet pinning: test_least_privilege.py
-        assert set(by_sid[sid]["Condition"].pop("ArnEquals")) == {"ec2:Subnet"}
-    # tag-on-create: pinned by ec2:CreateAction only (see eni_attacher.py for why no ec2:Subnet there)
-    assert "ArnEquals" not in by_sid["TagOnCreate"]["Condition"]
+    # subnet pinning: test_least_privilege.py (a new ENI through the subnet resource, an existing one by ec2:Subnet)
+    assert set(by_sid["ManageOwnedEni"]["Condition"].pop("ArnEquals")) == {"ec2:Subnet"}
+    assert "ArnEquals" not in by_sid["TagOnCreate"]["Condition"] and "ArnEquals" not in by_sid["CreateOwnedEni"][
+        "Condition"]
     assert by_sid["CreateOwnedEni"]["Condition"] == {
         "StringEquals": {"aws:RequestTag/eks-multus/owner": "eks-multus-ng1"}}
     assert by_sid["ManageOwnedEni"]["Condition"] == {

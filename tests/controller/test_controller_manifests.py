@@ -257,7 +257,8 @@ def _build(config):
         default_capacity_type=eks.DefaultCapacityType.NODEGROUP, default_capacity=0,
         kubectl_provider_options=eks.KubectlProviderOptions(kubectl_layer=KubectlV35Layer(stack, "KubectlLayer")),
     )
-    sync = PodAddressSync(stack, "PodAddresses", cluster=cluster, config=config)
+    # Standalone, on a cluster without VpcCniIdentity: the construct brings the Pod Identity agent itself.
+    sync = PodAddressSync(stack, "PodAddresses", cluster=cluster, config=config, install_pod_identity_agent=True)
     assembly = app.synth()
     return sync, assembly.get_stack_by_name("PodAddressTest")
 

@@ -192,8 +192,9 @@ def requests_for(operation: str, params: dict[str, Any], state: MotoState) -> li
     if operation == "CreateNetworkInterface":
         specs = [t for t in params.get("TagSpecifications", []) if t.get("ResourceType") == "network-interface"]
         request_tags = {t["Key"]: t["Value"] for s in specs for t in s.get("Tags", [])}
-        subnet_arn = arn_of(action, "subnet", params["SubnetId"])
-        add("network-interface", "*", None, request_tags, {"ec2:Subnet": subnet_arn})
+        # No resource keys (ec2:Subnet...) for the ENI being created: IAM's documentation does not say they are
+        # filled for a resource that does not exist yet, so a policy must not depend on them.
+        add("network-interface", "*", None, request_tags)
         add("subnet", params["SubnetId"], state.tags(params["SubnetId"]))
         for group in params.get("Groups", []):
             add("security-group", group, state.tags(group))
