@@ -231,7 +231,13 @@ class Controller:
 
         # Claims checked against the IPAM record and EC2 (claims.ClaimChecker.vet): a refused claim never goes onto
         # an ENI, and its pod stays not Ready with the reason.
-        accepted, claim_refused = self.vet_claims(desired, enis) if self.vet_claims else (desired, [])
+        try:
+            accepted, claim_refused = self.vet_claims(desired, enis) if self.vet_claims else (desired, [])
+        except Exception as err:  # noqa: BLE001 - fail closed: a record we cannot read means no change this pass
+            code = kube.api_error_code(err) if isinstance(getattr(err, "status", None), int) else \
+                ec2_mod.error_code(err)  # IPPools are read from Kubernetes, the holders of addresses from EC2
+            report["errors"].append({"op": "read", "code": code, "message": str(err)[:300]})
+            return self._finish(report, started)
         result = planning.plan(accepted, enis, self.pod_ranges)
         fitted = capacity.fit(result, accepted, enis, self.ipv4_per_interface)
         report.update(

@@ -764,7 +764,10 @@ def test_without_imds_a_describe_after_the_assignment_confirms_it(world):
     world.add_pod("p1", "node-a", (1, "10.0.4.152"), gate=True)
     describes = _count_calls(world.client, "DescribeNetworkInterfaces")
     report = world.controller("node-a").reconcile()
-    assert len(describes) == 2  # the pass's read, then the confirmation after AssignPrivateIpAddresses
+    by_filter = [call["Filter.1.Name"] for call in describes]
+    # The pass's read, the claim check's "who holds 10.0.4.152" (claims.ec2_holders), then the confirmation
+    # after AssignPrivateIpAddresses: a describe of this instance's ENIs again.
+    assert by_filter == ["attachment.instance-id", "addresses.private-ip-address", "attachment.instance-id"]
     assert report["unconfirmed"] == {} and world.condition("p1")["status"] == "True"
 
 

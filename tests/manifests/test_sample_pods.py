@@ -47,7 +47,8 @@ def test_samples_request_one_address_slot_per_network_iff_cross_node_traffic() -
     assert {k: v for k, v in dual["requests"].items() if k.startswith("eks-multus.io/")} == {
         "eks-multus.io/signal-ips": "1", "eks-multus.io/media-ips": "1"}
     assert dual["limits"]["eks-multus.io/signal-ips"] == "1"
-    without = sample_pod_manifests(parse_config({**OTHER, "crossNodeTraffic": False}))
+    without = sample_pod_manifests(parse_config({**OTHER, "crossNodeTraffic": False}, {
+        "multusNetworks.1.plugin": "ipvlan"}))  # host-device needs crossNodeTraffic
     assert not any(k.startswith("eks-multus.io/") for p in without
                    for kind in ("requests", "limits") for k in p["spec"]["containers"][0]["resources"][kind])
 
