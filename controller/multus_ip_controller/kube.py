@@ -293,6 +293,11 @@ class KubeClient:
         self.watch_grace = watch_grace
         self._count = on_request or (lambda verb, resource: None)
 
+    @property
+    def api_client(self) -> Any:
+        """The underlying kubernetes ApiClient, for the other per-node duties (they pass `timeout` too)."""
+        return self._api
+
     def _to_dict(self, obj: Any) -> dict[str, Any]:
         return self._api.sanitize_for_serialization(obj)
 

@@ -520,9 +520,11 @@ def main(env: Mapping[str, str] | None = None) -> int:
         log.error(json.dumps({"msg": "cannot start", "node": settings.node_name, "error": str(err)}))
         return 3
     credentials.disable_instance_metadata()
+    # (connect, read) seconds on every Kubernetes request this process makes, whichever module makes it.
+    kube_timeout = (min(5.0, settings.kube_timeout_seconds), settings.kube_timeout_seconds)
     try:
         kube_client = kube.KubeClient(
-            timeout=(min(5.0, settings.kube_timeout_seconds), settings.kube_timeout_seconds),
+            timeout=kube_timeout,
             on_request=lambda verb, resource: metrics.kube_requests.labels(verb, resource).inc(),
         )
         node = kube_client.get_node(settings.node_name)
@@ -547,7 +549,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     if settings.imds_endpoint:
         confirm = imds_mod.ImdsConfirmer(imds_mod.Imds(settings.imds_endpoint), settings.confirm_seconds)
     ec2_client = ec2_mod.make_client(settings.region)
-    records = claims.KubeRecords()
+    records = claims.KubeRecords(kube_client.api_client, timeout=kube_timeout)
     controller = Controller(
         vet_claims=claims.ClaimChecker(
             list_ippools=records.list_ippools, describe_holders=claims.ec2_holders(ec2_client),
@@ -607,7 +609,8 @@ def main(env: Mapping[str, str] | None = None) -> int:
     for cache in (node_cache, pod_cache):
         threading.Thread(target=cache.run, args=(loop.stop,), daemon=True, name=f"watch-{cache.name}").start()
     # Other per-node duties that need the same client start here.
-    startup_taint.start(settings.node_name, settings.ifname_prefix, loop.stop)  # issue 9: the node's startup taint
+    startup_taint.start(settings.node_name, settings.ifname_prefix, loop.stop,  # issue 9: the node's startup taint
+                        api_client=kube_client.api_client, timeout=kube_timeout)
     pod_cache.wait_synced(settings.kube_timeout_seconds)  # the first pass waits briefly for the first list
     log.info(
         json.dumps(

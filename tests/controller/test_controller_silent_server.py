@@ -50,3 +50,35 @@ def test_every_request_to_a_silent_server_times_out(call):
         assert error is not None and "timed out" in str(error).lower()
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("call", ["list_ippools", "emit_event", "get_node", "multus_pods", "remove_taint",
+                                  "set_condition"])
+def test_claim_check_and_startup_taint_requests_to_a_silent_server_time_out(call):
+    """The other per-node duties make their own calls (claims.KubeRecords: IPPools, refusal events;
+    startup_taint.NodeApi: node, Multus pods, taint and condition patches): each carries the same timeout.
+    Fails on the merged code before this change (neither took a timeout)."""
+    from kubernetes import client
+    from multus_ip_controller import claims, startup_taint
+
+    server = SilentServer()
+    try:
+        configuration = client.Configuration()
+        configuration.host = f"http://127.0.0.1:{server.port}"
+        configuration.retries = 0
+        api_client = client.ApiClient(configuration)
+        records = claims.KubeRecords(api_client, timeout=(0.5, 1.0))
+        node_api = startup_taint.NodeApi(client.CoreV1Api(api_client), timeout=(0.5, 1.0))
+        calls = {
+            "list_ippools": records.list_ippools,
+            "emit_event": lambda: records.emit_event("default", "p", claims.EVENT_REASON, "m"),
+            "get_node": lambda: node_api.get_node("n1"),
+            "multus_pods": lambda: node_api.multus_pods("n1"),
+            "remove_taint": lambda: node_api.remove_taint("n1", [{"key": startup_taint.TAINT_KEY}]),
+            "set_condition": lambda: node_api.set_condition("n1", {"type": startup_taint.CONDITION_TYPE}),
+        }
+        returned, error = _bounded(calls[call], 8.0)
+        assert returned, f"{call} against a server that never answers did not return"
+        assert error is not None and "timed out" in str(error).lower()
+    finally:
+        server.close()
