@@ -230,9 +230,15 @@ def test_memory_request_covers_the_measured_peak():
 # ------------------------------------------------------------------------------------------ own-node policy
 
 
+NODE_STATUS_POLICY = "multus-pod-address-sync-own-node-status"  # node-status-policy.yaml (status-admission.yaml
+# holds the controller's pods/status policy, tested in tests/manifests/test_admission_policies.py)
+
+
 def _policy():
-    (policy,) = by_kind(controller_objects(), "ValidatingAdmissionPolicy")
-    (binding,) = by_kind(controller_objects(), "ValidatingAdmissionPolicyBinding")
+    (policy,) = [p for p in by_kind(controller_objects(), "ValidatingAdmissionPolicy")
+                 if p["metadata"]["name"] == NODE_STATUS_POLICY]
+    (binding,) = [b for b in by_kind(controller_objects(), "ValidatingAdmissionPolicyBinding")
+                  if b["spec"]["policyName"] == NODE_STATUS_POLICY]
     assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
     return policy
 
@@ -285,6 +291,25 @@ def test_node_status_policy_admits_the_controller_publishing_on_its_own_node():
 def test_node_status_policy_refuses_other_nodes_and_other_fields(claim, change, refusal):
     (message,) = _admit(_policy(), CONTROLLER_USER, claim, NODE, _with(**change))
     assert refusal in message
+
+
+def test_node_status_policy_admits_the_multus_interfaces_ready_condition_of_its_own_node():
+    """startup_taint.py sets MultusInterfacesReady by strategic merge: added, then changed; the kubelet's stay."""
+    added = _with(conditions=[*NODE["status"]["conditions"], {"type": "MultusInterfacesReady", "status": "False",
+                                                              "reason": "InterfacesMissing"}])
+    assert _admit(_policy(), CONTROLLER_USER, "node-a", NODE, added) == []
+    changed = _with(conditions=[*NODE["status"]["conditions"], {"type": "MultusInterfacesReady", "status": "True",
+                                                                "reason": "InterfacesUp"}])
+    assert _admit(_policy(), CONTROLLER_USER, "node-a", added, changed) == []
+    (message,) = _admit(_policy(), CONTROLLER_USER, "node-b", added, changed)  # but only on its own node
+    assert "node it runs on" in message
+
+
+def test_node_status_policy_refuses_a_ready_change_alongside_multus_interfaces_ready():
+    new = _with(conditions=[{"type": "Ready", "status": "False"},
+                            {"type": "MultusInterfacesReady", "status": "True", "reason": "InterfacesUp"}])
+    (message,) = _admit(_policy(), CONTROLLER_USER, "node-a", NODE, new)
+    assert "conditions" in message
 
 
 def test_node_status_policy_leaves_other_users_alone():
