@@ -285,7 +285,11 @@ class KubeClient:
                 config.load_incluster_config()
             else:  # outside a cluster (the integration test, a developer's machine): $KUBECONFIG
                 config.load_kube_config()
-            api_client = client.ApiClient()
+            configuration = client.Configuration.get_default_copy()
+            # One attempt per request: urllib3's default (3 retries of a GET that timed out) would make a silent
+            # server cost 4 x the read timeout per call. The loops above retry, with backoff.
+            configuration.retries = 0
+            api_client = client.ApiClient(configuration)
         self._api = api_client
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)

@@ -82,3 +82,36 @@ def test_claim_check_and_startup_taint_requests_to_a_silent_server_time_out(call
         assert error is not None and "timed out" in str(error).lower()
     finally:
         server.close()
+
+
+def test_the_client_main_builds_makes_one_attempt_per_request(tmp_path, monkeypatch):
+    """KubeClient as main builds it (from $KUBECONFIG, no configuration of ours): a GET to a silent server
+    returns after one read timeout. urllib3's default retries a timed-out GET 3 times, so on the code before
+    this test the call took 4 x the read timeout (measured: 4.0 s for a 1 s timeout)."""
+    import json
+    import time
+
+    server = SilentServer()
+    try:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "silent",
+            "clusters": [{"name": "silent", "cluster": {"server": f"http://127.0.0.1:{server.port}"}}],
+            "users": [{"name": "silent", "user": {"token": "t"}}],
+            "contexts": [{"name": "silent", "context": {"cluster": "silent", "user": "silent"}}]}))
+        from kubernetes import client
+        from kubernetes.config import kube_config
+
+        monkeypatch.setattr(client.Configuration, "_default", client.Configuration._default)  # load sets it
+
+        # $KUBECONFIG is read when kubernetes.config is first imported; an earlier test may have imported it
+        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        kc = kube.KubeClient(timeout=(0.5, 1.0))
+        started = time.monotonic()
+        returned, error = _bounded(lambda: kc.get_nad("default", "n"), 8.0)
+        elapsed = time.monotonic() - started
+        assert returned and error is not None and "timed out" in str(error).lower()
+        assert elapsed < 2.0, f"{elapsed:.1f} s for one request with a 1 s read timeout"
+    finally:
+        server.close()
