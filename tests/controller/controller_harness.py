@@ -1,11 +1,17 @@
 """Runs the real controller process (`python -m multus_ip_controller.main`) against stand-ins on 127.0.0.1:
 the fake Kubernetes API server (fake_kube.py), moto's EC2 in server mode (`ThreadedMotoServer`, with the EC2
-behaviours of moto_ec2_fixes.py) and a fake IMDSv2 (fake_imds.py) backed by moto's state. Used by the
+behaviours of moto_ec2_fixes.py), a fake IMDSv2 (fake_imds.py) backed by moto's state, and a fake EKS Pod
+Identity credentials endpoint (fake_pod_identity.py): the process gets AWS credentials only the way it does in
+the cluster (it refuses static keys), and moto accepts whatever keys the endpoint hands out. Used by the
 integration test and by bench/controller_bench.py.
 
-One node (an instance with one Multus ENI per network, tagged as the ENI Lambda tags them) in us-west-2a.
-`add_pod` creates a pod without network-status (scheduled, sandbox not set up) and `attach` writes the
-network-status Multus would write once the pod's interfaces exist, with the ENI's MAC.
+One node (an instance with one Multus ENI per network, tagged as the ENI Lambda tags them) in us-west-2a. Its
+startup taint is already gone unless `startup_taint=True` (then it carries eks-multus/not-ready and the
+interface-count label, as a node fresh from its user data). `add_pod` creates a pod without network-status
+(scheduled, sandbox not set up) and `attach` first records the address in whereabouts' IPPool for the network's
+subnet (range = the subnet's CIDR, as the NADs render it; podref `default/<name>`), as whereabouts does during
+the pod's CNI ADD, then writes the network-status Multus writes afterwards, with the ENI's MAC. A pod deleted
+with `kube.delete_pod` keeps its allocation (as when whereabouts' CNI DEL has not run yet).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 import boto3
 from fake_imds import FakeImds
 from fake_kube import FakeKube
+from fake_pod_identity import FakePodIdentity
 from moto_ec2_fixes import patched
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,10 +50,11 @@ def free_port() -> int:
 
 class Harness:
     def __init__(self, workdir: Path, *, instance_type: str = "c5.xlarge", networks: int = 2,
-                 env: dict[str, str] | None = None, bookmarks: bool = True) -> None:
+                 env: dict[str, str] | None = None, bookmarks: bool = True, startup_taint: bool = False) -> None:
         self.workdir = workdir
         self.instance_type = instance_type
         self.networks = networks
+        self.startup_taint = startup_taint
         self.extra_env = env or {}
         self.kube = FakeKube(bookmarks=bookmarks, bookmark_interval=1.0)
         self.process: subprocess.Popen | None = None
@@ -71,6 +79,12 @@ class Harness:
         self.kube.start()
         self.node_name = "ip-10-0-2-10.us-west-2.compute.internal"
         self.kube.add_node(self.node_name, f"aws:///{AZ}/{self.instance_id}", self.instance_type)
+        if self.startup_taint:
+            node = self.kube.nodes[self.node_name]
+            node["metadata"]["labels"]["eks-multus/multus-interfaces"] = str(self.networks)
+            node["spec"]["taints"] = [{"key": "eks-multus/not-ready", "value": "true", "effect": "NoSchedule"}]
+            node["status"]["conditions"] = [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+        self.pod_identity = FakePodIdentity(self.workdir / "eks-pod-identity-token")
         by_mac = {e["mac"]: e["id"] for e in self.enis}
         self.imds = FakeImds(lambda mac: self._held(by_mac[mac]) if mac in by_mac else None)
         kubeconfig = self.workdir / "kubeconfig.json"
@@ -81,7 +95,7 @@ class Harness:
             "PATH": os.environ.get("PATH", ""), "HOME": str(self.workdir), "KUBECONFIG": str(kubeconfig),
             "NODE_NAME": self.node_name, "POD_RANGES": json.dumps(self.pod_ranges), "AWS_REGION": REGION,
             "ENI_OWNER_PREFIX": PREFIX, "IFNAME_PREFIX": "multus",
-            "AWS_ENDPOINT_URL": self.moto_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": self.moto_url, **self.pod_identity.env(),
             "AWS_EC2_METADATA_DISABLED": "true", "IMDS_ENDPOINT": self.imds.url,
             "HEALTH_ADDRESS": f"127.0.0.1:{self.health_port}", "PYTHONUNBUFFERED": "1",
             **self.extra_env,
@@ -115,7 +129,7 @@ class Harness:
             ec2.attach_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"], InstanceId=self.instance_id,
                                          DeviceIndex=index)
             self.enis.append({"id": eni["NetworkInterfaceId"], "mac": eni["MacAddress"], "network": f"multus{index}",
-                              "prefix": f"10.0.{4 + 2 * n}"})
+                              "prefix": f"10.0.{4 + 2 * n}", "cidr": f"10.0.{4 + 2 * n}.0/24"})
 
     def _held(self, eni_id: str) -> set[str]:
         (eni,) = self.ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"]
@@ -139,7 +153,11 @@ class Harness:
         })
 
     def attach(self, uid: str, ip: str, network: int = 0) -> None:
-        """Multus has set up the pod's interfaces: network-status with the default network and net1."""
+        """whereabouts has allocated `ip` to the pod, then Multus has set up its interfaces: network-status with
+        the default network and net1."""
+        pod = self.kube.pods[uid]
+        self.kube.set_allocation(self.enis[network]["cidr"], ip, f"{pod['metadata']['namespace']}/"
+                                 f"{pod['metadata']['name']}")
         mac = self.enis[network]["mac"]
         status = [{"name": "aws-cni", "interface": "eth0", "ips": ["10.0.2.77"], "mac": "0a:58:0a:00:02:4d",
                    "default": True, "dns": {}},
@@ -218,6 +236,7 @@ class Harness:
         self._log.close()
         self.kube.stop()
         self.imds.stop()
+        self.pod_identity.stop()
         self.moto.stop()
         self._patch.__exit__(None, None, None)
         return code

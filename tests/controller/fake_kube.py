@@ -13,13 +13,18 @@ controller depends on it:
   HTTP 410 status (`gone_as="status"`).
 - A server that accepts connections and never answers (`silent = True`): requests are read, then nothing is
   written until silence ends, for every request or only for watches (`silent_watches`).
-- pods/status PATCH (strategic merge of `status.conditions` by `type`), nodes/status PATCH (JSON merge patch),
-  events POST, NAD GET (404: no NADs), node GET; every request is logged with verb and path for counting.
+- pods/status PATCH (strategic merge of `status.conditions` by `type`), nodes/status PATCH (JSON merge patch
+  of capacity/allocatable, or strategic merge: maps merged, `conditions` merged by `type`), node PATCH as a JSON
+  patch on `/spec/taints` (test, replace, add, remove; a failed `test` is 422 and changes nothing), events POST,
+  NAD GET (404: no NADs), node GET, pods LIST in one namespace by label (`k=v[,k=v]`) and field selector (the
+  startup-taint loop's Multus pods), and LIST of whereabouts IPPools (`whereabouts.cni.cncf.io/v1alpha1`,
+  namespaced; `set_allocation` writes what whereabouts writes); every request is logged with verb and path.
 
 What it does NOT model (a real apiserver differs): no TLS, authentication, RBAC or admission (so RBAC and
 ValidatingAdmissionPolicies are checked by the manifest tests, not here); no pagination (limit/continue) and
 no `resourceVersion=0` list-from-cache semantics; field selectors only `spec.nodeName` (pods) and
-`metadata.name` (nodes); no API priority and fairness (429), no HTTP/2 multiplexing, no protobuf; strategic
+`metadata.name` (nodes), label selectors only equality; JSON patch only on `/spec/taints`; IPPools are LIST only
+(no watch, no optimistic-concurrency writes by whereabouts itself, no leaked allocations); no API priority and fairness (429), no HTTP/2 multiplexing, no protobuf; strategic
 merge only for pod conditions; objects carry no managedFields; a watch does not randomise its timeout; a
 watch without a resourceVersion starts at "now" without the initial synthetic ADDED events (the controller
 always watches from its LIST's resourceVersion).
@@ -52,6 +57,7 @@ class FakeKube:
         self.patches: list[tuple[float, str, dict[str, Any]]] = []  # (time, "ns/name", condition) pods/status
         self.node_patches: list[tuple[float, dict[str, Any]]] = []
         self.events: list[dict[str, Any]] = []
+        self.ippools: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name) -> whereabouts IPPool
         self.silent = False
         self.silent_watches = False
         self._unsilenced = threading.Event()
@@ -105,6 +111,36 @@ class FakeKube:
         with self._cond:
             return next((p for p in self.pods.values() if p["metadata"]["namespace"] == namespace
                          and p["metadata"]["name"] == name), None)
+
+    def set_allocation(self, range_cidr: str, ip: str, podref: str, *, ifname: str = "net1",
+                       namespace: str = "kube-system") -> None:
+        """Record `ip` as allocated to `podref` ("namespace/name") as whereabouts does when the pod's CNI ADD runs:
+        one IPPool per range (named after the CIDR, `/` as `-`), `spec.allocations` keyed by the offset from the
+        range's network address, each with the container id, podref and interface name."""
+        import ipaddress
+
+        network = ipaddress.IPv4Network(range_cidr)
+        offset = int(ipaddress.IPv4Address(ip)) - int(network.network_address)
+        with self._cond:
+            name = range_cidr.replace("/", "-")
+            pool = self.ippools.setdefault((namespace, name), {
+                "apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "IPPool",
+                "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())},
+                "spec": {"range": range_cidr, "allocations": {}}})
+            pool["spec"]["allocations"][str(offset)] = {"id": uuid.uuid4().hex + uuid.uuid4().hex, "podref": podref,
+                                                        "ifname": ifname}
+            self.rv += 1
+            pool["metadata"]["resourceVersion"] = str(self.rv)
+
+    def release_allocation(self, ip: str) -> None:
+        """Whereabouts' CNI DEL: the allocation for `ip` goes."""
+        import ipaddress
+
+        with self._cond:
+            for pool in self.ippools.values():
+                network = ipaddress.IPv4Network(pool["spec"]["range"])
+                pool["spec"]["allocations"].pop(str(int(ipaddress.IPv4Address(ip)) - int(network.network_address)),
+                                                None)
 
     def compact(self) -> None:
         """Drop the event log (etcd compaction): every watch from an older resourceVersion gets 410 Gone."""
@@ -162,7 +198,7 @@ class FakeKube:
                 parts = url.path.strip("/").split("/")
                 watch = (query.get("watch") or "").lower() in ("true", "1")
                 resource = _resource(parts)
-                if verb == "get" and parts[-1] in ("pods", "nodes"):
+                if verb == "get" and parts[-1] in ("pods", "nodes", "ippools"):
                     verb = "list"  # a collection
                 fake.requests.append((time.monotonic(), "watch" if watch else verb, resource,
                                       f"{url.path}?rv={query.get('resourceVersion', '')}"))
@@ -181,6 +217,8 @@ class FakeKube:
                 # /api/v1/namespaces/<ns>/pods/<n>/status, /api/v1/namespaces/<ns>/events, NADs
                 if parts[:2] == ["apis", "k8s.cni.cncf.io"]:
                     return self._status(404, "NotFound", "no NADs in the fake")
+                if parts[:3] == ["apis", "whereabouts.cni.cncf.io", "v1alpha1"]:
+                    return self._ippools(verb, parts[3:])
                 if parts[:2] != ["api", "v1"]:
                     return self._status(404, "NotFound", self.path)
                 rest = parts[2:]
@@ -188,6 +226,11 @@ class FakeKube:
                     kind = rest[0]
                     selector = query.get("fieldSelector", "")
                     return self._watch(kind, selector, query) if watch else self._list(kind, selector)
+                if len(rest) == 3 and rest[0] == "namespaces" and rest[2] == "pods" and verb == "list" and not watch:
+                    return self._list("pods", query.get("fieldSelector", ""), namespace=rest[1],
+                                      labels=query.get("labelSelector", ""))
+                if len(rest) == 2 and rest[0] == "nodes" and verb == "patch":
+                    return self._patch_node(rest[1], body)
                 if len(rest) == 2 and rest[0] == "nodes" and verb == "get":
                     with fake._cond:
                         node = copy.deepcopy(fake.nodes.get(rest[1]))
@@ -198,8 +241,18 @@ class FakeKube:
                         if node is None:
                             return self._status(404, "NotFound", rest[1])
                         fake.node_patches.append((time.monotonic(), body))
+                        status = body.get("status") or {}
                         for key in ("capacity", "allocatable"):
-                            node["status"][key].update((body.get("status") or {}).get(key) or {})
+                            node["status"][key].update(status.get(key) or {})
+                        if "conditions" in status:
+                            kind = self.headers.get("Content-Type")
+                            if kind == "application/strategic-merge-patch+json":  # merged by type
+                                merged = {c["type"]: c for c in node["status"].get("conditions") or []}
+                                for condition in status["conditions"]:
+                                    merged[condition["type"]] = {**merged.get(condition["type"], {}), **condition}
+                                node["status"]["conditions"] = list(merged.values())
+                            else:  # a JSON merge patch replaces the list
+                                node["status"]["conditions"] = status["conditions"]
                         fake._bump("nodes", "MODIFIED", node)
                         out = copy.deepcopy(node)
                     return self._json(200, out)
@@ -228,20 +281,67 @@ class FakeKube:
                     return self._json(201, body)
                 return self._status(404, "NotFound", self.path)
 
-            def _matches(self, kind: str, selector: str, obj: dict[str, Any]) -> bool:
-                if not selector:
-                    return True
-                field, _, value = selector.partition("=")
-                if kind == "pods" and field == "spec.nodeName":
-                    return (obj.get("spec") or {}).get("nodeName") == value
-                if kind == "nodes" and field == "metadata.name":
-                    return obj["metadata"]["name"] == value
-                raise ValueError(f"field selector {selector} not modelled")
+            def _matches(self, kind: str, selector: str, obj: dict[str, Any], namespace: str | None = None,
+                         labels: str = "") -> bool:
+                if namespace is not None and obj["metadata"].get("namespace") != namespace:
+                    return False
+                have = obj["metadata"].get("labels") or {}
+                for term in filter(None, labels.split(",")):
+                    key, _, value = term.partition("=")
+                    if have.get(key) != value:
+                        return False
+                for term in filter(None, selector.split(",")):
+                    field, _, value = term.partition("=")
+                    if kind == "pods" and field == "spec.nodeName":
+                        if (obj.get("spec") or {}).get("nodeName") != value:
+                            return False
+                    elif kind == "nodes" and field == "metadata.name":
+                        if obj["metadata"]["name"] != value:
+                            return False
+                    else:
+                        raise ValueError(f"field selector {selector} not modelled")
+                return True
 
-            def _list(self, kind: str, selector: str) -> None:
+            def _ippools(self, verb: str, rest: list[str]) -> None:
+                if verb != "list" or len(rest) != 3 or rest[0] != "namespaces" or rest[2] != "ippools":
+                    return self._status(404, "NotFound", self.path)
+                with fake._cond:
+                    items = [copy.deepcopy(p) for (ns, _), p in fake.ippools.items() if ns == rest[1]]
+                    rv = str(fake.rv)
+                return self._json(200, {"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "IPPoolList",
+                                        "metadata": {"resourceVersion": rv}, "items": items})
+
+            def _patch_node(self, name: str, ops: Any) -> None:
+                """JSON patch (RFC 6902) on /spec/taints, as the startup-taint loop sends it."""
+                if self.headers.get("Content-Type") != "application/json-patch+json":
+                    return self._status(415, "UnsupportedMediaType", self.headers.get("Content-Type") or "")
+                with fake._cond:
+                    node = fake.nodes.get(name)
+                    if node is None:
+                        return self._status(404, "NotFound", name)
+                    spec = copy.deepcopy(node["spec"])
+                    for op in ops:
+                        if op.get("path") != "/spec/taints":
+                            return self._status(422, "Invalid", f"JSON patch path {op.get('path')} not modelled")
+                        present = "taints" in spec
+                        if op["op"] == "test" and spec.get("taints") != op.get("value"):
+                            return self._status(422, "Invalid", "the server rejected our request: test failed")
+                        if op["op"] in ("replace", "remove") and not present:
+                            return self._status(422, "Invalid", f"{op['op']}: /spec/taints does not exist")
+                        if op["op"] in ("replace", "add"):
+                            spec["taints"] = op["value"]
+                        elif op["op"] == "remove":
+                            del spec["taints"]
+                    node["spec"] = spec
+                    fake._bump("nodes", "MODIFIED", node)
+                    out = copy.deepcopy(node)
+                return self._json(200, out)
+
+            def _list(self, kind: str, selector: str, namespace: str | None = None, labels: str = "") -> None:
                 with fake._cond:
                     store = fake.pods if kind == "pods" else fake.nodes
-                    items = [copy.deepcopy(o) for o in store.values() if self._matches(kind, selector, o)]
+                    items = [copy.deepcopy(o) for o in store.values()
+                             if self._matches(kind, selector, o, namespace, labels)]
                     rv = str(fake.rv)
                 self._json(200, {"kind": "PodList" if kind == "pods" else "NodeList", "apiVersion": "v1",
                                  "metadata": {"resourceVersion": rv}, "items": items})
@@ -334,6 +434,8 @@ class FakeKube:
 def _resource(parts: list[str]) -> str:
     if parts[:2] == ["apis", "k8s.cni.cncf.io"]:
         return "network-attachment-definitions"
+    if parts[:2] == ["apis", "whereabouts.cni.cncf.io"]:
+        return "ippools"
     rest = parts[2:]
     if rest and rest[0] == "namespaces" and len(rest) >= 3:
         rest = rest[2:]

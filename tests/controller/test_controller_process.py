@@ -2,8 +2,11 @@
 talking HTTP to the fake Kubernetes API server (fake_kube.py: list/watch/patch, resourceVersions, bookmarks,
 410 Gone, a server that goes silent), moto's EC2 in server mode and a fake IMDSv2 (controller_harness.py).
 
+The AWS credentials come from a fake EKS Pod Identity endpoint (fake_pod_identity.py), the claim check reads
+the whereabouts IPPools the harness writes on `attach`, and the startup-taint loop runs against the same fake.
+
 What these stand-ins cannot show (see each module's docstring for the details): TLS, authentication and RBAC
-of a real apiserver; real EC2 latency, eventual consistency and throttling; the time a real move takes to show
+of a real apiserver; Pod Identity's exchange of the token for a role's credentials; whereabouts itself; real EC2 latency, eventual consistency and throttling; the time a real move takes to show
 in IMDS. The manifests (probes, RBAC) are checked in test_controller_manifests.py.
 """
 
@@ -35,6 +38,8 @@ def test_process_serves_pods_from_its_watch_cache_and_survives_a_silent_and_a_co
     h.wait(lambda: all((h.condition(n) or {}).get("status") == "True" for n in uids), what="pods Ready")
     assert h.held() == {"multus1": {"10.0.4.140", "10.0.4.142"}, "multus2": {"10.0.6.141"}}
     assert h.imds.reads > 0 and h.imds.unauthorized == 0  # confirmed through IMDSv2
+    assert h.pod_identity.served >= 1 and h.pod_identity.unauthorized == 0  # EC2 credentials from Pod Identity
+    assert h.kube.count("list", "ippools") >= 1  # every claim checked against whereabouts' record
 
     # Extended resources on the node: c5.xlarge has 14 pod slots per ENI; the pods request theirs.
     node = h.kube.nodes[h.node_name]
@@ -49,12 +54,19 @@ def test_process_serves_pods_from_its_watch_cache_and_survives_a_silent_and_a_co
     assert [h.kube.count(v, r, since) for v, r in (("list", "pods"), ("list", "nodes"), ("patch", "pods/status"),
                                                     ("patch", "nodes/status"))] == [0, 0, 0, 0]
 
-    # The API server accepts and never answers: passes keep finishing (from the cache and EC2), liveness holds.
+    # The API server accepts and never answers: passes keep finishing, each bounded by the 1 s request timeout
+    # (the pods come from the cache; the claim check cannot read the IPPools, so a pass fails closed and
+    # changes nothing), liveness holds and readiness reports the failing passes.
     h.kube.set_silent(True)
     silent_from = len(h.reports())
-    time.sleep(5)
-    assert len(h.reports()) - silent_from >= 2
-    assert h.http("/healthz")[0] == 200
+    held = h.held()
+    time.sleep(7)
+    silent = h.reports()[silent_from:]
+    assert len(silent) >= 2
+    assert all(r["durationMs"] < 2500 for r in silent), [r["durationMs"] for r in silent]
+    assert any(e["op"] == "read" and "timed out" in e["message"].lower() for r in silent for e in r["errors"])
+    assert h.held() == held
+    assert h.http("/healthz")[0] == 200 and h.http("/readyz")[0] == 503
     h.kube.set_silent(False)
 
     # After the silence: the watch has been dropped by its read timeout and resumed; a new pod is served.
@@ -98,5 +110,52 @@ def test_process_records_an_event_for_a_pod_whose_eni_is_full(tmp_path, aws_cred
         assert h.held() == {"multus1": {"10.0.4.140", "10.0.4.141", "10.0.4.142"}}
         assert (h.condition("p3") or {}).get("status") == "False"
         assert h.kube.nodes[h.node_name]["status"]["capacity"]["eks-multus.io/multus1-ips"] == "3"
+    finally:
+        h.stop()
+
+
+def test_process_keeps_the_startup_taint_and_says_why_until_multus_can_serve(tmp_path, aws_credentials):
+    """The startup-taint loop (issue 9) in the real process, on the main client and its timeouts. This machine
+    has no multus1/multus2 links, so the taint stays and MultusInterfacesReady says which interfaces are missing;
+    once a Multus daemon pod runs on the node (found by label app=multus and spec.nodeName in kube-system) the
+    condition stops blaming it. The taint removal (a JSON patch that tests the taints it read) is then sent as the
+    loop sends it: a stale read changes nothing, a current one removes only our taint."""
+    from kubernetes import client
+    from multus_ip_controller import startup_taint
+
+    h = Harness(tmp_path, env=FAST, startup_taint=True).start()
+    try:
+        def condition():
+            node = h.kube.nodes[h.node_name]
+            return next((c for c in node["status"].get("conditions", []) if c["type"] == startup_taint.CONDITION_TYPE),
+                        None)
+
+        h.wait(lambda: condition() is not None, what="MultusInterfacesReady")
+        first = condition()
+        assert (first["status"], first["reason"]) == ("False", "InterfacesMissing")
+        assert "multus1, multus2" in first["message"] and "Multus daemon pod is not Running" in first["message"]
+        node = h.kube.nodes[h.node_name]
+        assert [t["key"] for t in node["spec"]["taints"]] == [startup_taint.TAINT_KEY]
+        assert any(c["type"] == "Ready" for c in node["status"]["conditions"])  # the kubelet's condition stays
+
+        h.kube.add_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "namespace": "kube-system", "name": "kube-multus-ds-x7k2p", "labels": {"app": "multus"}},
+            "spec": {"nodeName": h.node_name, "hostNetwork": True, "containers": [{"name": "kube-multus"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+        h.wait(lambda: "Multus daemon" not in condition()["message"], timeout=15, what="the daemon found")
+        assert condition()["reason"] == "InterfacesMissing"
+        assert [t["key"] for t in h.kube.nodes[h.node_name]["spec"]["taints"]] == [startup_taint.TAINT_KEY]
+
+        configuration = client.Configuration()
+        configuration.host = h.kube.url
+        api = startup_taint.NodeApi(client.CoreV1Api(client.ApiClient(configuration)), timeout=(1.0, 2.0))
+        taints = api.get_node(h.node_name)["spec"]["taints"]
+        h.kube.nodes[h.node_name]["spec"]["taints"].append({"key": "late", "effect": "NoExecute"})  # meanwhile
+        with pytest.raises(client.ApiException) as refused:
+            api.remove_taint(h.node_name, taints)
+        assert refused.value.status == 422
+        assert {t["key"] for t in h.kube.nodes[h.node_name]["spec"]["taints"]} == {startup_taint.TAINT_KEY, "late"}
+        api.remove_taint(h.node_name, api.get_node(h.node_name)["spec"]["taints"])
+        assert [t["key"] for t in h.kube.nodes[h.node_name]["spec"]["taints"]] == ["late"]
     finally:
         h.stop()
