@@ -23,11 +23,12 @@ controller depends on it:
 What it does NOT model (a real apiserver differs): no TLS, authentication, RBAC or admission (so RBAC and
 ValidatingAdmissionPolicies are checked by the manifest tests, not here); no pagination (limit/continue) and
 no `resourceVersion=0` list-from-cache semantics; field selectors only `spec.nodeName` (pods) and
-`metadata.name` (nodes), label selectors only equality; JSON patch only on `/spec/taints`; IPPools are LIST only
-(no watch, no optimistic-concurrency writes by whereabouts itself, no leaked allocations); no API priority and fairness (429), no HTTP/2 multiplexing, no protobuf; strategic
-merge only for pod conditions; objects carry no managedFields; a watch does not randomise its timeout; a
-watch without a resourceVersion starts at "now" without the initial synthetic ADDED events (the controller
-always watches from its LIST's resourceVersion).
+`metadata.name` (nodes), label selectors only equality; JSON patch only on `/spec/taints`; IPPools are LIST
+only (no watch, no writes by whereabouts' own client, no reconciler that clears allocations of deleted pods); no
+API priority and fairness (429), no HTTP/2 multiplexing, no protobuf; strategic merge only for pod and node
+conditions (and node capacity/allocatable maps); objects carry no managedFields; a watch does not randomise its
+timeout; a watch without a resourceVersion starts at "now" without the initial synthetic ADDED events (the
+controller always watches from its LIST's resourceVersion).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ The AWS credentials come from a fake EKS Pod Identity endpoint (fake_pod_identit
 the whereabouts IPPools the harness writes on `attach`, and the startup-taint loop runs against the same fake.
 
 What these stand-ins cannot show (see each module's docstring for the details): TLS, authentication and RBAC
-of a real apiserver; Pod Identity's exchange of the token for a role's credentials; whereabouts itself; real EC2 latency, eventual consistency and throttling; the time a real move takes to show
-in IMDS. The manifests (probes, RBAC) are checked in test_controller_manifests.py.
+of a real apiserver; Pod Identity's exchange of the token for a role's credentials; whereabouts itself (its
+allocations are written by the harness); real EC2 latency, eventual consistency and throttling; the time a real
+move takes to show in IMDS. The manifests (probes, RBAC) are checked in test_controller_manifests.py.
 """
 
 from __future__ import annotations
