@@ -168,9 +168,14 @@ def ec2_holders(client: Any) -> Callable[[Sequence[str]], list[dict[str, Any]]]:
 
 
 class KubeRecords:
-    """The Kubernetes reads and writes of the claim check: whereabouts IPPools and events on pods."""
+    """The Kubernetes reads and writes of the claim check: whereabouts IPPools and events on pods.
 
-    def __init__(self, api_client: Any = None, whereabouts_namespace: str = "kube-system") -> None:
+    Every call carries `timeout` ((connect, read) seconds, as kube.KubeClient's): an API server that accepts and
+    never answers fails the claim check, which ends the pass changing nothing, instead of stalling it.
+    """
+
+    def __init__(self, api_client: Any = None, whereabouts_namespace: str = "kube-system", *,
+                 timeout: tuple[float, float] = (5.0, 15.0)) -> None:
         """`api_client` None: a client from the configuration already loaded (in-cluster, by kube.KubeClient)."""
         from kubernetes import client
 
@@ -178,10 +183,11 @@ class KubeRecords:
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._namespace = whereabouts_namespace
+        self.timeout = timeout
 
     def list_ippools(self) -> list[dict[str, Any]]:
         response = self._custom.list_namespaced_custom_object(
-            WHEREABOUTS_GROUP, WHEREABOUTS_VERSION, self._namespace, IPPOOLS)
+            WHEREABOUTS_GROUP, WHEREABOUTS_VERSION, self._namespace, IPPOOLS, _request_timeout=self.timeout)
         return list(response.get("items", []))
 
     def emit_event(self, namespace: str, name: str, reason: str, message: str) -> None:
@@ -196,4 +202,4 @@ class KubeRecords:
             reason=reason, message=message[:1000], type="Warning", count=1,
             first_timestamp=now, last_timestamp=now,
             source=client.V1EventSource(component="multus-pod-address-sync"),
-        ))
+        ), _request_timeout=self.timeout)

@@ -100,34 +100,41 @@ def decide(count: int | None, states: dict[str, str], daemon: bool) -> Decision:
 
 
 class NodeApi:
-    """The Kubernetes calls: read the node, list the Multus pods on it, patch its taints and its condition."""
+    """The Kubernetes calls: read the node, list the Multus pods on it, patch its taints and its condition.
 
-    def __init__(self, core: Any = None) -> None:
+    Every call carries `timeout` ((connect, read) seconds, as kube.KubeClient's): an API server that accepts and
+    never answers fails the pass, and the loop retries, instead of hanging this thread.
+    """
+
+    def __init__(self, core: Any = None, *, timeout: tuple[float, float] = (5.0, 15.0)) -> None:
         if core is None:
             from kubernetes import client
 
             core = client.CoreV1Api()  # the configuration KubeClient loaded (in-cluster)
         self.core = core
+        self.timeout = timeout
 
     def get_node(self, name: str) -> dict[str, Any]:
-        node = self.core.read_node(name)
+        node = self.core.read_node(name, _request_timeout=self.timeout)
         return self.core.api_client.sanitize_for_serialization(node)
 
     def multus_pods(self, node_name: str) -> list[dict[str, Any]]:
         pods = self.core.list_namespaced_pod(MULTUS_NAMESPACE, label_selector=MULTUS_POD_SELECTOR,
-                                             field_selector=f"spec.nodeName={node_name}")
+                                             field_selector=f"spec.nodeName={node_name}",
+                                             _request_timeout=self.timeout)
         return self.core.api_client.sanitize_for_serialization(pods).get("items", [])
 
     def remove_taint(self, name: str, taints: list[dict[str, Any]]) -> None:
         kept = [t for t in taints if t.get("key") != TAINT_KEY]
         self.core.patch_node(name, [{"op": "test", "path": "/spec/taints", "value": taints},
                                     {"op": "replace", "path": "/spec/taints", "value": kept}],
-                             _content_type="application/json-patch+json")
+                             _content_type="application/json-patch+json", _request_timeout=self.timeout)
 
     def set_condition(self, name: str, condition: dict[str, str]) -> None:
         """Strategic merge on status.conditions (merged by type: the kubelet's own conditions stay)."""
         self.core.patch_node_status(name, {"status": {"conditions": [condition]}},
-                                    _content_type="application/strategic-merge-patch+json")
+                                    _content_type="application/strategic-merge-patch+json",
+                                    _request_timeout=self.timeout)
 
 
 class StartupTaint:
@@ -169,9 +176,15 @@ class StartupTaint:
             stop.wait(every)
 
 
-def start(node_name: str, prefix: str, stop: threading.Event) -> threading.Thread:
-    """Run the startup-taint loop in a daemon thread (called once from main)."""
-    worker = StartupTaint(NodeApi(), node_name, prefix=prefix)
+def start(node_name: str, prefix: str, stop: threading.Event, *, api_client: Any = None,
+          timeout: tuple[float, float] = (5.0, 15.0)) -> threading.Thread:
+    """Run the startup-taint loop in a daemon thread (called once from main, with KubeClient's client and timeout)."""
+    core = None
+    if api_client is not None:
+        from kubernetes import client
+
+        core = client.CoreV1Api(api_client)
+    worker = StartupTaint(NodeApi(core, timeout=timeout), node_name, prefix=prefix)
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True, name="startup-taint")
     thread.start()
     return thread

@@ -2,10 +2,12 @@
 first ENI in the subnet" goes wrong) plus one on another network; pods come, move, go; controllers restart; a
 node terminates; EC2 throttles and fails. After every scenario EC2 holds exactly the desired pod addresses.
 
-moto 5.2.5 gaps, closed here by patching its EC2 backend/handlers (see `moto_fixes`):
+moto 5.2.5 gaps, closed here by patching its EC2 handlers (`moto_ec2_fixes.py`, applied by `moto_fixes`):
 - AssignPrivateIpAddresses ignores AllowReassignment: it appends an address another ENI already holds, so two
   ENIs end up with the same address. Real EC2 moves it (AllowReassignment=true) or refuses with
-  PrivateIpAddressInUse. It also accepts addresses outside the ENI's subnet (EC2: InvalidParameterValue).
+  PrivateIpAddressInUse. It also accepts addresses outside the ENI's subnet (EC2: InvalidParameterValue), and
+  any number of addresses (EC2: PrivateIpAddressLimitExceeded beyond the instance type's IPv4 addresses per
+  interface, 15 on the c5.xlarge used here, the primary included).
 - UnassignPrivateIpAddresses silently ignores addresses the ENI does not hold; EC2 refuses the call
   (InvalidParameterValue), which is what a controller racing a reassignment sees.
 - Attachment DeleteOnTermination cannot be set through the API (see DESIGN.md); the test sets the backend flag
@@ -30,11 +32,10 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.core.responses import ActionResult, EmptyResult
-from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
+from moto_ec2_fixes import assign_private_ip_addresses, unassign_private_ip_addresses
 from multus_ip_controller import claims
 from multus_ip_controller import ec2 as ec2_mod
 from multus_ip_controller.main import Controller
@@ -57,44 +58,6 @@ def _backend():
     return ec2_backends[DEFAULT_ACCOUNT_ID][REGION]
 
 
-def _assign_private_ip_addresses(self):
-    """AssignPrivateIpAddresses with EC2's AllowReassignment semantics (moto ignores the flag)."""
-    eni = self.ec2_backend.get_network_interface(self._get_param("NetworkInterfaceId"))
-    ips = self._get_param("PrivateIpAddresses", [])
-    allow = self._get_bool_param("AllowReassignment", False)
-    subnet = ipaddress.IPv4Network(eni.subnet.cidr_block)
-    for ip in ips:
-        if ipaddress.IPv4Address(ip) not in subnet:
-            raise EC2ClientError("InvalidParameterValue", f"Address {ip} is not in subnet {subnet}")
-        for other in self.ec2_backend.enis.values():
-            held = [a for a in other.private_ip_addresses if a["PrivateIpAddress"] == ip]
-            if not held or other is eni:
-                continue
-            if held[0].get("Primary") or not allow:
-                raise EC2ClientError("PrivateIpAddressInUse", f"Address {ip} is in use on {other.id}")
-    for ip in ips:
-        for other in self.ec2_backend.enis.values():
-            if other is not eni:
-                other.private_ip_addresses = [a for a in other.private_ip_addresses if a["PrivateIpAddress"] != ip]
-        if ip not in {a["PrivateIpAddress"] for a in eni.private_ip_addresses}:
-            eni.private_ip_addresses.append({"Primary": False, "PrivateIpAddress": ip})
-    return ActionResult({"NetworkInterfaceId": eni.id, "AssignedPrivateIpAddresses": eni.private_ip_addresses})
-
-
-def _unassign_private_ip_addresses(self):
-    """UnassignPrivateIpAddresses that refuses addresses the ENI does not hold, as EC2 does."""
-    eni = self.ec2_backend.get_network_interface(self._get_param("NetworkInterfaceId"))
-    ips = self._get_param("PrivateIpAddresses", [])
-    secondary = {a["PrivateIpAddress"] for a in eni.private_ip_addresses if not a.get("Primary")}
-    missing = [ip for ip in ips if ip not in secondary]
-    if missing:
-        raise EC2ClientError(
-            "InvalidParameterValue", f"Some of the specified addresses are not assigned to interface {eni.id}"
-        )
-    eni.private_ip_addresses = [a for a in eni.private_ip_addresses if a["PrivateIpAddress"] not in ips]
-    return EmptyResult()
-
-
 def _eni_filter_value(self, filter_name, method_name=None):
     """`addresses.private-ip-address` over every private address, as EC2 filters (moto: primary only)."""
     if filter_name == "addresses.private-ip-address":
@@ -107,8 +70,8 @@ _original_eni_filter_value = NetworkInterface.get_filter_value
 
 @pytest.fixture
 def moto_fixes(monkeypatch):
-    monkeypatch.setattr(ElasticNetworkInterfaces, "assign_private_ip_addresses", _assign_private_ip_addresses)
-    monkeypatch.setattr(ElasticNetworkInterfaces, "unassign_private_ip_addresses", _unassign_private_ip_addresses)
+    monkeypatch.setattr(ElasticNetworkInterfaces, "assign_private_ip_addresses", assign_private_ip_addresses)
+    monkeypatch.setattr(ElasticNetworkInterfaces, "unassign_private_ip_addresses", unassign_private_ip_addresses)
     monkeypatch.setattr(NetworkInterface, "get_filter_value", _eni_filter_value)
 
 
@@ -674,3 +637,159 @@ def test_gated_pod_before_multus_reported_it_and_a_moved_pod(world):
     assert report["assigned"] == {world.nodes["node-b"].eni(1)["id"]: ["10.0.4.150"]}
     assert world.condition("mover")["status"] == "True"
     world.assert_converged()
+
+
+# ------------------------------------------------------------------------------------------ a full ENI
+
+
+def _count_calls(client, operation: str) -> list[dict]:
+    calls: list[dict] = []
+    client.meta.events.register(f"before-call.ec2.{operation}", lambda params, **kw: calls.append(params["body"]))
+    return calls
+
+
+def test_a_full_eni_serves_the_oldest_pods_first_and_stops_sending_what_cannot_fit(world):
+    """c5.xlarge: 15 IPv4 addresses per interface, so 14 pod addresses per Multus ENI; 20 gated pods want ENI 2.
+    The youngest pods hold the lowest addresses, so address order and age order disagree. Before the capacity
+    rules (verified against that commit) every pass sent all 20, EC2 refused, the batch was split and the same
+    6 failing calls were sent on every pass; which pods got a slot followed address order."""
+    eni2 = world.nodes["node-a"].eni(2)["id"]
+    for i in range(20):  # pod i holds 10.0.4.(130+i) and was created (59-i) s past 10:00: higher address, older
+        world.add_pod(f"p{i:02d}", "node-a", (2, f"10.0.4.{130 + i}"), gate=True,
+                      creationTimestamp=f"2026-11-30T10:00:{59 - i:02d}Z")
+    assigns = _count_calls(world.client, "AssignPrivateIpAddresses")
+    published: list[dict] = []
+    controller = world.controller("node-a")
+    controller.publish_resources = published.append
+    first = controller.reconcile()
+    oldest = [f"10.0.4.{130 + i}" for i in range(6, 20)]
+    assert first["assigned"] == {eni2: oldest}
+    assert len(assigns) == 1  # one batched call, no refused batch to split
+    assert sorted(r["ip"] for r in first["refused"]) == [f"10.0.4.{130 + i}" for i in range(6)]
+    assert first["ok"]  # a full ENI is a state to report, not an error to retry quickly
+    young = world.condition("p00")
+    assert young["status"] == "False" and f"{eni2} (network multus2) is full: 14 pod addresses" in young["message"]
+    assert world.condition("p19")["status"] == "True"
+    # multus1's ENI holds one foreign secondary (10.0.4.60): 13 slots; multus2 is full of pods that do not
+    # request the resource (the scheduler cannot see them): 0; multus3: 14.
+    assert published == [{"eks-multus.io/multus1-ips": 13, "eks-multus.io/multus2-ips": 0,
+                          "eks-multus.io/multus3-ips": 14}]
+
+    second = controller.reconcile()
+    assert len(assigns) == 1 and second["assigned"] == {}  # nothing is sent that cannot fit
+    assert len(published) == 1  # unchanged: not published again
+
+    world.delete_pod("p19")
+    world.delete_pod("p18")  # two of the oldest go: the two oldest waiting pods get their slots
+    third = controller.reconcile()
+    assert third["unassigned"] == {eni2: ["10.0.4.148", "10.0.4.149"]}
+    assert third["assigned"] == {eni2: ["10.0.4.134", "10.0.4.135"]} and len(assigns) == 2
+    assert world.condition("p05")["status"] == "True" and world.condition("p03")["status"] == "False"
+    assert len(world.pod_range_addresses()) == 14
+
+
+def test_pods_that_request_the_extended_resource_are_left_to_the_scheduler(world):
+    world.add_pod("plain", "node-a", (3, "10.0.6.130"))
+    world.add_pod("asks", "node-a", (3, "10.0.6.131"))
+    world.pods["default/asks"][1]["spec"]["containers"] = [
+        {"name": "c", "resources": {"requests": {"eks-multus.io/multus3-ips": "1"}}}]
+    published: list[dict] = []
+    controller = world.controller("node-a")
+    controller.publish_resources = published.append
+    controller.reconcile()
+    assert published[-1]["eks-multus.io/multus3-ips"] == 13  # 14 slots minus the pod the scheduler cannot see
+
+
+# ------------------------------------------------------------------------------------------ ready means routable
+
+
+@pytest.fixture
+def imds_for(world):
+    from fake_imds import FakeImds
+
+    servers = []
+
+    def make(node: str, lag_reads: int):
+        macs = {e["mac"]: e["id"] for e in world.nodes[node].enis}
+
+        def addresses(mac):
+            if mac not in macs:
+                return None
+            (eni,) = world.client.describe_network_interfaces(NetworkInterfaceIds=[macs[mac]])["NetworkInterfaces"]
+            return {a["PrivateIpAddress"] for a in eni["PrivateIpAddresses"]}
+
+        server = FakeImds(addresses, lag_reads=lag_reads)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def test_gated_pod_is_ready_only_once_the_instance_metadata_lists_its_address(world, imds_for):
+    from multus_ip_controller.imds import Imds, ImdsConfirmer
+
+    world.add_pod("moved", "node-a", (1, "10.0.4.150"), gate=True)
+    imds = imds_for("node-a", lag_reads=1_000)  # the move has not completed: IMDS does not list it yet
+    controller = world.controller("node-a")
+    controller.confirm = ImdsConfirmer(Imds(imds.url, timeout=1), wait_seconds=0.3, interval=0.05)
+    first = controller.reconcile()
+    eni1 = world.nodes["node-a"].eni(1)["id"]
+    assert first["assigned"] == {eni1: ["10.0.4.150"]} and first["unconfirmed"] == {eni1: ["10.0.4.150"]}
+    condition = world.condition("moved")
+    assert (condition["status"], condition["reason"]) == ("False", "AddressesPending")
+    assert "not yet listed on it by the instance metadata" in condition["message"]
+    assert imds.reads >= 2 and imds.unauthorized == 0  # polled, with an IMDSv2 token
+
+    imds.lag_reads = 0  # the move completed
+    second = world.controller("node-a")
+    second.confirm = ImdsConfirmer(Imds(imds.url, timeout=1), wait_seconds=0.3)
+    report = second.reconcile()
+    assert report["assigned"] == {} and world.condition("moved")["status"] == "True"  # in place per EC2 and IMDS
+
+
+def test_gated_pod_is_ready_in_the_same_pass_when_imds_lists_the_address_at_once(world, imds_for):
+    from multus_ip_controller.imds import Imds, ImdsConfirmer
+
+    world.add_pod("quick", "node-a", (2, "10.0.4.151"), gate=True)
+    imds = imds_for("node-a", lag_reads=0)
+    controller = world.controller("node-a")
+    controller.confirm = ImdsConfirmer(Imds(imds.url, timeout=1), wait_seconds=1)
+    report = controller.reconcile()
+    assert report["unconfirmed"] == {} and world.condition("quick")["status"] == "True"
+
+
+def test_without_imds_a_describe_after_the_assignment_confirms_it(world):
+    world.add_pod("p1", "node-a", (1, "10.0.4.152"), gate=True)
+    describes = _count_calls(world.client, "DescribeNetworkInterfaces")
+    report = world.controller("node-a").reconcile()
+    by_filter = [call["Filter.1.Name"] for call in describes]
+    # The pass's read, the claim check's "who holds 10.0.4.152" (claims.ec2_holders), then the confirmation
+    # after AssignPrivateIpAddresses: a describe of this instance's ENIs again.
+    assert by_filter == ["attachment.instance-id", "addresses.private-ip-address", "attachment.instance-id"]
+    assert report["unconfirmed"] == {} and world.condition("p1")["status"] == "True"
+
+
+def test_an_assignment_ec2_accepts_but_does_not_show_is_not_ready(world):
+    """EC2 accepted the call but the describe after it does not list the address yet (eventual consistency)."""
+    world.add_pod("p1", "node-a", (1, "10.0.4.153"), gate=True)
+    controller = world.controller("node-a")
+    controller.confirm = lambda assigned, enis: {eni: set() for eni in assigned}
+    report = controller.reconcile()
+    assert report["unconfirmed"] and world.condition("p1")["status"] == "False"
+
+
+def test_extended_resources_are_published_again_when_the_node_lost_them(world):
+    """A kubelet that re-registers its Node can drop extended resources: the Node's watched values decide."""
+    node_values: dict = {}
+    published: list[dict] = []
+    controller = world.controller("node-a")
+    controller.publish_resources = lambda values: published.append(values) or node_values.update(values)
+    controller.published_resources = lambda: dict(node_values)
+    controller.reconcile()
+    controller.reconcile()
+    assert len(published) == 1  # the Node carries them: nothing to send
+    node_values.clear()  # the kubelet reset them
+    controller.reconcile()
+    assert len(published) == 2 and node_values == published[0]

@@ -111,7 +111,8 @@ def test_rbac_allows_patching_nodes_and_their_status():
     (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
     rules = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
     assert {("nodes", "get"), ("nodes", "patch"), ("nodes/status", "patch")} <= rules
-    assert not {v for r, v in rules if r.startswith("nodes")} - {"get", "patch"}  # no list/watch/update/delete
+    # list/watch: issue 11's watch cache of its own Node (field selector metadata.name); never update/delete
+    assert not {v for r, v in rules if r.startswith("nodes")} - {"get", "list", "watch", "patch"}
 
 
 # ------------------------------------------------------------------------------------------------ fake API server
@@ -259,32 +260,60 @@ def test_run_loop_stops_when_done_and_survives_errors(api_server, tmp_path):
 
 
 def test_main_starts_the_startup_taint_loop_for_its_node(monkeypatch):
-    """The few lines of wiring in main.py: the loop runs for NODE_NAME with IFNAME_PREFIX and stops with the rest."""
+    """The few lines of wiring in main.py: the loop runs for NODE_NAME with IFNAME_PREFIX, stops with the rest,
+    and talks through the main client's connection with the same request timeout (KUBE_TIMEOUT_SECONDS)."""
+    import socket
+    import time
+
     from multus_ip_controller import ec2 as ec2_mod
     from multus_ip_controller import kube
     from multus_ip_controller import main as main_mod
 
+    shared_client = object()  # KubeClient's ApiClient: the startup-taint loop must use this one
+    built = []
+
     class FakeKube:
+        api_client = shared_client
+
+        def __init__(self, **kwargs):
+            self.timeout = kwargs["timeout"]
+            built.append(self)
+
         def get_node(self, name):
             return {"spec": {"providerID": "aws:///us-west-2a/i-0123456789abcdef0"},
                     "metadata": {"labels": {"topology.kubernetes.io/zone": "us-west-2a"}}}
 
-        def watch_pods(self, node, poke, stop):
-            stop.wait()
+        def list_pods_rv(self, node):
+            return [], "1"  # the pod cache syncs at once (main waits for it before the first pass)
 
-        get_nad = list_pods = patch_pod_condition = None  # referenced by main, never called here
+        def list_node_rv(self, node):
+            return [{"metadata": {"uid": "n1-uid", "name": node}}], "1"
 
+        def watch_pods(self, node, resource_version, timeout):
+            time.sleep(0.05)  # a quiet watch that ends; the informer watches again until the stop event
+            return iter(())
+
+        watch_node = watch_pods
+        # referenced by main, never called here (the main loop's run is replaced)
+        get_nad = patch_pod_condition = patch_node_resources = create_event = None
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     started = []
     monkeypatch.setattr(kube, "KubeClient", FakeKube)
     monkeypatch.setattr(ec2_mod, "make_client", lambda region: object())
     monkeypatch.setattr(main_mod.Loop, "run", lambda self: self.stop.set())
     monkeypatch.setattr(main_mod.signal, "signal", lambda *a: None)
-    monkeypatch.setattr(st, "start", lambda node, prefix, stop: started.append((node, prefix, stop)))
+    monkeypatch.setattr(st, "start", lambda node, prefix, stop, **kw: started.append((node, prefix, stop, kw)))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "false")  # main sets it; restored after the test
     rc = main_mod.main({"NODE_NAME": "n1", "POD_RANGES": '["10.0.4.128/25"]', "AWS_REGION": "us-west-2",
-                        "IFNAME_PREFIX": "net",
+                        "IFNAME_PREFIX": "net", "KUBE_TIMEOUT_SECONDS": "7", "HEALTH_ADDRESS": f"127.0.0.1:{port}",
                         # Pod Identity's variables: main refuses to start without them (credentials.py)
                         "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials",
                         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": "/var/run/secrets/pods.eks.amazonaws.com/token"})
-    assert rc == 0 and [(n, p) for n, p, _ in started] == [("n1", "net")]
+    assert rc == 0 and [(n, p) for n, p, _, _ in started] == [("n1", "net")]
     assert started[0][2].is_set()  # the same stop event as the main loop
+    (client,) = built
+    assert client.timeout == (5.0, 7.0)
+    assert started[0][3] == {"api_client": shared_client, "timeout": client.timeout}
