@@ -27,8 +27,8 @@ from eks_multus_cdk.compliance import acknowledge, managed_policy_finding
 from eks_multus_cdk.config import AppConfig, NodeGroupConfig, Taint
 from eks_multus_cdk.eni_attacher import EniAttacher
 from eks_multus_cdk.multus_manifests import MANIFEST_FILES, load_manifest_file
-from eks_multus_cdk.node_drainer import NodeDrainer
 from eks_multus_cdk.naming import IFNAME_PREFIX, INTERFACE_COUNT_LABEL, STARTUP_TAINT_KEY, asg_name
+from eks_multus_cdk.node_drainer import NodeDrainer
 
 LAUNCH_HOOK = "multus-eni-launch"
 # The group's only terminate hook, served by the node drainer (node_drainer.py). The ENI Lambda has none: attached

@@ -20,8 +20,9 @@ fake API server under simulated time. What it does, in the order `kubectl drain`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 POLL_SECONDS = 5.0
 
