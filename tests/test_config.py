@@ -26,7 +26,7 @@ def test_defaults_reproduce_the_walkthrough():
         ("multus2", ("10.0.6.0/24", "10.0.7.0/24")),
     ]
     (group,) = c.node_groups
-    assert (group.instance_type, group.volume_size, group.min_size, group.max_size) == ("c5.large", 20, 1, 1)
+    assert (group.instance_type, group.volume_size, group.min_size, group.max_size) == ("c5.large", 20, 1, 2)
     assert c.nat_gateway_count == 2
     assert c.kubernetes_version == "1.35"
 
