@@ -97,7 +97,7 @@ BAD = [
     ({}, {"nodeSsm": '"yes"'}, 'eksMultus.nodeSsm = "yes": expected a boolean'),
     ({}, {"networkNamespace": "kube-system"}, 'eksMultus.networkNamespace = "kube-system": a namespace name'),
     ({}, {"networkNamespace": "Team_A"}, 'eksMultus.networkNamespace = "Team_A"'),
-    ({}, {"nodeGroups.0.minSize": "3"}, "eksMultus.nodeGroups[0].minSize = 3: needs 0 <= minSize <= maxSize (1)"),
+    ({}, {"nodeGroups.0.minSize": "3"}, "eksMultus.nodeGroups[0].minSize = 3: needs 0 <= minSize <= maxSize (2)"),
     ({}, {"nodeGroups.0.desiredCapacity": "1"}, "eksMultus.nodeGroups[0].desiredCapacity = 1: removed in 0.2.0"),
     ({}, {"nodeGroups.0.instanceType": "x9.large"}, "set maxNetworkInterfaces"),
     ({}, {"kubernetesVersion": '"1.29"'}, 'eksMultus.kubernetesVersion = "1.29"'),
