@@ -39,6 +39,7 @@ from constructs import Construct
 from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.compliance import acknowledge, managed_policy_finding, nag_partition
 from eks_multus_cdk.multus_manifests import load_manifest_file
+from eks_multus_cdk.naming import STARTUP_TAINT_KEY
 
 HANDLER = "node_drainer.handler.handler"
 TERMINATE_DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
@@ -48,6 +49,9 @@ DRAIN_DEADLINE_SECONDS = 600
 # RecordLifecycleActionHeartbeat period while draining; the hook's HeartbeatTimeout (node_group.py) is 5x this.
 HEARTBEAT_SECONDS = 60
 RBAC_GROUP_PREFIX = "eks-multus:node-drainer"
+# Before evicting, wait at most this long for the group's other in-service nodes to be Ready without the startup
+# taint (the new node of a rolling-update batch): evicted pods would only wait Pending. Half the drain deadline.
+PEER_WAIT_SECONDS = 300
 
 
 def drainer_rbac(asg_name: str) -> list[dict]:
@@ -114,8 +118,10 @@ class NodeDrainer(Construct):
         self.role.add_to_policy(iam.PolicyStatement(
             sid="Logs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
             resources=[self.log_group.log_group_arn, f"{self.log_group.log_group_arn}:*"]))
-        self.role.add_to_policy(iam.PolicyStatement(  # the node name (private DNS name); no resource-level permissions
-            sid="DescribeInstances", actions=["ec2:DescribeInstances"], resources=["*"]))
+        # Node names (private DNS names) and the group's in-service peers; neither has resource-level permissions.
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="Describe", actions=["ec2:DescribeInstances", "autoscaling:DescribeAutoScalingGroups"],
+            resources=["*"]))
         group_arn = stack.format_arn(service="autoscaling", resource="autoScalingGroup",
                                      arn_format=ArnFormat.COLON_RESOURCE_NAME,
                                      resource_name=f"*:autoScalingGroupName/{asg_name}")
@@ -144,6 +150,8 @@ class NodeDrainer(Construct):
                 "CLUSTER_CA": cluster.cluster_certificate_authority_data,
                 "DRAIN_DEADLINE_SECONDS": str(DRAIN_DEADLINE_SECONDS),
                 "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+                "PEER_WAIT_SECONDS": str(PEER_WAIT_SECONDS),
+                "STARTUP_TAINT_KEY": STARTUP_TAINT_KEY,
             },
             retry_attempts=2,
             max_event_age=Duration.hours(1),
@@ -153,7 +161,8 @@ class NodeDrainer(Construct):
             managed_policy_finding("service-role/AWSLambdaVPCAccessExecutionRole"): "AWS's documented policy for "
             "a function in a VPC: the ENI calls Lambda makes on the function's behalf to place it in the private "
             "subnets (the EKS endpoint may be private). The function's own code makes no EC2 write call.",
-            "AwsSolutions-IAM5[Resource::*]": "ec2:DescribeInstances supports no resource-level permissions.",
+            "AwsSolutions-IAM5[Resource::*]": "ec2:DescribeInstances and autoscaling:DescribeAutoScalingGroups support "
+            "no resource-level permissions.",
             f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(self.log_group.node.default_child)}.Arn>:*]":
             "Log streams of this function's own log group.",
             f"AwsSolutions-IAM5[Resource::arn:{nag_partition(self)}:autoscaling:{stack.region}:<AWS::AccountId>:"

@@ -145,13 +145,13 @@ def test_drainer_iam_is_exactly_its_calls(workers):
     assert {sid: sorted([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
             for sid, s in statements.items()} == {
         "Logs": ["logs:CreateLogStream", "logs:PutLogEvents"],
-        "DescribeInstances": ["ec2:DescribeInstances"],
+        "Describe": ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"],
         "CompleteLifecycle": ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"],
         "Destination": ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"],
     }
     (queue_id,) = _drainer(workers, "AWS::SQS::Queue")
     assert statements["Destination"]["Resource"] == {"Fn::GetAtt": [queue_id, "Arn"]}
-    assert statements["DescribeInstances"]["Resource"] == "*"  # EC2 Describe* has no resource-level permissions
+    assert statements["Describe"]["Resource"] == "*"  # neither Describe call has resource-level permissions
     assert all(s["Effect"] == "Allow" for s in statements.values())
     assert json.dumps(statements["CompleteLifecycle"]["Resource"]).endswith(f':autoScalingGroupName/{ASG}"]]}}')
     role = workers["Resources"][role_id]["Properties"]

@@ -6,6 +6,10 @@ fake API server under simulated time. What it does, in the order `kubectl drain`
 1. GET the node. Absent (a launch that never joined, or already deleted): nothing to drain. Its `spec.providerID`
    must name the terminating instance, so a reused DNS name can never cordon someone else's node.
 2. Cordon: PATCH `spec.unschedulable: true` (skipped when already cordoned).
+2b. Wait for joining peers (when `joining_peers` is given): while another in-service node of the group has not
+   registered, is not Ready or still carries the Multus startup taint, evicting would only leave pods Pending, so
+   wait (heartbeating) up to `peer_wait_seconds`. In a rolling update with room above minSize this is the new node
+   of the batch; in a plain scale-in every peer is long ready and nothing waits.
 3. Until no evictable pod is left on the node or the deadline passes, every `poll_seconds`:
    list the node's pods; skip DaemonSet pods (their controller would put them back, and the node's own agents,
    Multus among them, must run until the end), mirror (static) pods and finished pods; POST an Eviction for every
@@ -62,11 +66,14 @@ class DrainReport:
     remaining: list[str] = field(default_factory=list)
     heartbeats: int = 0
     rounds: int = 0
+    peer_wait: float = 0.0
+    peers_not_ready: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"node": self.node, "drain": self.result, "cordoned": self.cordoned, "evicted": self.evicted,
                 "refused": self.refused, "drainErrors": self.errors[-10:], "remaining": self.remaining,
-                "heartbeats": self.heartbeats, "rounds": self.rounds}
+                "heartbeats": self.heartbeats, "rounds": self.rounds, "peerWaitSeconds": self.peer_wait,
+                "peersNotReady": self.peers_not_ready}
 
 
 def pod_key(pod: dict[str, Any]) -> str:
@@ -84,8 +91,11 @@ def evictable(pod: dict[str, Any]) -> bool:
 
 
 def drain(kube: Kube, *, node_name: str, instance_id: str, clock: Clock, deadline: float,
-          heartbeat: Callable[[], None], heartbeat_seconds: float, poll_seconds: float = POLL_SECONDS) -> DrainReport:
-    """Drain `node_name` (which must be `instance_id`'s node) until done or `deadline` (clock.monotonic())."""
+          heartbeat: Callable[[], None], heartbeat_seconds: float, poll_seconds: float = POLL_SECONDS,
+          joining_peers: Callable[[], list[str]] | None = None, peer_wait_seconds: float = 0.0) -> DrainReport:
+    """Drain `node_name` (which must be `instance_id`'s node) until done or `deadline` (clock.monotonic()).
+
+    `joining_peers()` returns why other nodes of the group cannot take pods yet (empty: they can)."""
     report = DrainReport(node=node_name)
     node = kube.get_node(node_name)
     if node is None:
@@ -99,8 +109,28 @@ def drain(kube: Kube, *, node_name: str, instance_id: str, clock: Clock, deadlin
     if not node["spec"].get("unschedulable"):
         kube.cordon(node_name)
     report.cordoned = True
-    last_beat = clock.monotonic()
+    last_beat = [clock.monotonic()]
+
+    def pause() -> None:
+        clock.sleep(poll_seconds)
+        if clock.monotonic() - last_beat[0] >= heartbeat_seconds:
+            heartbeat()
+            report.heartbeats += 1
+            last_beat[0] = clock.monotonic()
+
     try:
+        started = clock.monotonic()
+        wait_until = min(deadline, started + peer_wait_seconds)
+        while joining_peers is not None:
+            try:
+                report.peers_not_ready = joining_peers()
+            except Exception as exc:  # noqa: BLE001 - a peer check that fails must not block the drain
+                report.errors.append(f"peer check: {type(exc).__name__}: {exc}")
+                report.peers_not_ready = []
+            if not report.peers_not_ready or clock.monotonic() + poll_seconds > wait_until:
+                break
+            pause()
+        report.peer_wait = clock.monotonic() - started
         while True:
             report.rounds += 1
             try:
@@ -130,11 +160,7 @@ def drain(kube: Kube, *, node_name: str, instance_id: str, clock: Clock, deadlin
             if clock.monotonic() + poll_seconds > deadline:
                 report.result = "deadline"
                 return report
-            clock.sleep(poll_seconds)
-            if clock.monotonic() - last_beat >= heartbeat_seconds:
-                heartbeat()
-                report.heartbeats += 1
-                last_beat = clock.monotonic()
+            pause()
     except ActionEnded:
         report.result = "action-ended"
         return report

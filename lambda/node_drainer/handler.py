@@ -117,9 +117,14 @@ def handler(event: Any, context: Any = None, *, ec2: Any = None, autoscaling: An
         if node_name is None:
             record.update(node=None, drain="node-absent")
         else:
-            report = drain(kube or _kube_from_env(env), node_name=node_name, instance_id=record["instance"],
+            kube = kube or _kube_from_env(env)
+            taint = env.get("STARTUP_TAINT_KEY") or ""
+            report = drain(kube, node_name=node_name, instance_id=record["instance"],
                            clock=clock, deadline=deadline, heartbeat=heartbeat,
-                           heartbeat_seconds=float(env.get("HEARTBEAT_SECONDS") or 60))
+                           heartbeat_seconds=float(env.get("HEARTBEAT_SECONDS") or 60),
+                           joining_peers=lambda: joining_peers(autoscaling, ec2, kube, record["asg"],
+                                                               record["instance"], taint),
+                           peer_wait_seconds=float(env.get("PEER_WAIT_SECONDS") or 0))
             record.update(report.as_dict())
     except (KubeError, Exception) as exc:  # noqa: BLE001 - a node we cannot drain still has to go
         record.update(drain="error", reason=f"{type(exc).__name__}: {exc}")
@@ -138,6 +143,32 @@ def handler(event: Any, context: Any = None, *, ec2: Any = None, autoscaling: An
     if record["lifecycle"] == "failed":
         raise CompletionFailed(f"CompleteLifecycleAction failed for {record['instance']}")
     return record
+
+
+def joining_peers(autoscaling: Any, ec2: Any, kube: Any, asg_name: str, instance_id: str, taint_key: str) -> list[str]:
+    """Why the group's other in-service nodes cannot take pods yet: not registered, not Ready, or still carrying
+    the Multus startup taint (empty list: all can). One DescribeAutoScalingGroups, one DescribeInstances, one GET
+    per peer node (the ClusterRole allows get, not list, on nodes)."""
+    groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])["AutoScalingGroups"]
+    peers = [i["InstanceId"] for g in groups for i in g.get("Instances", [])
+             if i["InstanceId"] != instance_id and i.get("LifecycleState") == "InService"]
+    if not peers:
+        return []
+    reservations = ec2.describe_instances(InstanceIds=peers)["Reservations"]
+    names = {i["InstanceId"]: i.get("PrivateDnsName") for r in reservations for i in r["Instances"]}
+    reasons = []
+    for peer in peers:
+        node = kube.get_node(names[peer]) if names.get(peer) else None
+        if node is None:
+            reasons.append(f"{peer}: no node registered yet")
+            continue
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in node.get("status", {}).get("conditions", []))
+        if not ready:
+            reasons.append(f"{names[peer]}: not Ready")
+        elif taint_key and any(t.get("key") == taint_key for t in node.get("spec", {}).get("taints") or []):
+            reasons.append(f"{names[peer]}: {taint_key} taint still set")
+    return reasons
 
 
 def _node_name(ec2: Any, instance_id: str) -> str | None:

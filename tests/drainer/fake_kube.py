@@ -69,14 +69,19 @@ class FakeCluster:
     min_healthy: dict[str, int] = field(default_factory=dict)  # PDB name -> lowest healthy count seen
     _gone_at: dict[str, float] = field(default_factory=dict)
     _pending: list[tuple[float, dict]] = field(default_factory=list)
+    _later: list[tuple[float, Any]] = field(default_factory=list)
     _serial: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     rules: set = field(default_factory=cluster_role_rules)
 
     # -------------------------------------------------------------------------------- building the world
-    def add_node(self, name: str, instance_id: str, unschedulable: bool = False) -> None:
+    def add_node(self, name: str, instance_id: str, unschedulable: bool = False, ready: bool = True,
+                 taints: list[dict] | None = None) -> dict:
         self.nodes[name] = {"metadata": {"name": name}, "spec": {
-            "providerID": f"aws:///us-west-2a/{instance_id}", "unschedulable": unschedulable}}
+            "providerID": f"aws:///us-west-2a/{instance_id}", "unschedulable": unschedulable,
+            "taints": taints or []},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+        return self.nodes[name]
 
     def add_pod(self, namespace: str, name: str, node: str, *, labels: dict | None = None, owner: str | None = None,
                 grace: float = 30.0, phase: str = "Running", annotations: dict | None = None) -> dict:
@@ -95,9 +100,17 @@ class FakeCluster:
         self.pdbs.append({"namespace": namespace, "name": name, "selector": selector,
                           "minAvailable": min_available, "maxUnavailable": max_unavailable})
 
+    def at(self, delay: float, change: Any) -> None:
+        """Run `change(cluster)` once the simulated clock is `delay` seconds further (e.g. a taint removed)."""
+        self._later.append((self.clock.now + delay, change))
+
     # -------------------------------------------------------------------------------- the passage of time
     def tick(self) -> None:
         now = self.clock.now
+        for when, change in list(self._later):
+            if when <= now:
+                self._later.remove((when, change))
+                change(self)
         for key, at in list(self._gone_at.items()):
             if at <= now:
                 pod = self.pods.pop(key)
@@ -106,7 +119,8 @@ class FakeCluster:
                 if owner and owner[0]["kind"] == "ReplicaSet":
                     self._pending.append((now + self.reschedule_after, pod))
         for at, old in list(self._pending):
-            targets = [n for n, node in self.nodes.items() if not node["spec"]["unschedulable"]]
+            targets = [n for n, node in self.nodes.items() if not node["spec"]["unschedulable"]
+                       and not node["spec"]["taints"]]
             if at <= now and targets:
                 self._pending.remove((at, old))
                 meta = old["metadata"]

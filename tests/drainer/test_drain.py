@@ -152,3 +152,49 @@ def test_a_server_that_never_answers_fails_within_the_request_timeout(clock):
         for s in held:
             s.close()
         listener.close()
+
+
+STARTUP_TAINT = {"key": "eks-multus/not-ready", "value": "interfaces", "effect": "NoSchedule"}
+
+
+def peer_check(url: str, peer: str):
+    """What the handler's `joining_peers` decides for one peer node, through the same client."""
+    kube = client(url)
+
+    def check() -> list[str]:
+        node = kube.get_node(peer)
+        if node is None:
+            return [f"{peer}: no node registered yet"]
+        return [f"{peer}: taint"] if any(t["key"] == STARTUP_TAINT["key"] for t in node["spec"]["taints"]) else []
+    return check
+
+
+def test_eviction_waits_for_the_joining_node_to_lose_its_startup_taint(api, cluster, clock):
+    """Rolling update with room above minSize: the batch's new node is in service but still joining."""
+    cluster.add_node(NODE, INSTANCE)
+    cluster.add_node(OTHER, "i-0fedcba9876543210", taints=[STARTUP_TAINT])
+    cluster.add_pod("apps", "web", NODE, labels={"app": "web"}, owner="ReplicaSet", grace=5)
+    cluster.at(90, lambda c: c.nodes[OTHER]["spec"].update(taints=[]))  # the controller removes the taint
+    evictions = []
+    report = drain(client(api), node_name=NODE, instance_id=INSTANCE, clock=clock, deadline=clock.now + 600,
+                   heartbeat=lambda: evictions.append(("beat", clock.now)), heartbeat_seconds=60,
+                   joining_peers=peer_check(api, OTHER), peer_wait_seconds=300)
+    assert report.result == "drained"
+    assert 90 <= report.peer_wait <= 95 and report.peers_not_ready == []
+    assert cluster.nodes[NODE]["spec"]["unschedulable"] is True  # cordoned before the wait
+    first_eviction = next(i for i, (v, r, _) in enumerate(cluster.requests) if r == "pods/eviction")
+    assert all(r != "pods/eviction" for _, r, _ in cluster.requests[:first_eviction])
+    clock.now += cluster.reschedule_after
+    cluster.tick()
+    assert cluster.pods["apps/web-r"]["spec"]["nodeName"] == OTHER
+
+
+def test_a_peer_that_never_gets_ready_delays_the_drain_only_up_to_the_peer_wait(api, cluster, clock):
+    cluster.add_node(NODE, INSTANCE)
+    cluster.add_node(OTHER, "i-0fedcba9876543210", taints=[STARTUP_TAINT])  # its ENIs never came
+    cluster.add_pod("apps", "web", NODE, owner="ReplicaSet", grace=5)
+    report = drain(client(api), node_name=NODE, instance_id=INSTANCE, clock=clock, deadline=clock.now + 600,
+                   heartbeat=lambda: None, heartbeat_seconds=60, joining_peers=peer_check(api, OTHER),
+                   peer_wait_seconds=300)
+    assert report.result == "drained" and 295 <= report.peer_wait <= 300
+    assert report.peers_not_ready == [f"{OTHER}: taint"]  # logged: why the drain waited

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drainer"))
 from eni_moto_world import ASG_NAME, AZS, assert_has_its_enis  # noqa: E402
 from fake_kube import FakeCluster, SimClock, serve  # noqa: E402
 
-FOREIGN = "nth-drain-hook"  # aws-node-termination-handler's hook, in queue-processing mode, on the same group
+FOREIGN = "nth-drain-hook"
+AUDIT: list = [None]  # the drainer's IamAudit while a test runs (kube_world)  # aws-node-termination-handler's hook, in queue-processing mode, on the same group
 
 
 @pytest.fixture
@@ -36,11 +37,31 @@ def lifecycle_template(synthesized) -> dict:
 
 
 @pytest.fixture
-def kube_world(world):
+def drainer_audit(world, synthesized):
+    """The drainer's role policy exactly as synthesized (its group's name swapped for the world's), evaluated by
+    tests/lambda/iam_eval.py for every AWS call the drainer makes; a denied call fails as AWS would fail it."""
+    from iam_eval import IamAudit, resolve
+
+    workers = synthesized.templates["eks-multus-workers"]
+    (policy,) = [r for k, r in workers["Resources"].items()
+                 if r["Type"] == "AWS::IAM::Policy" and k.startswith("NodeGroupDrainer")]
+    text = json.dumps(resolve(policy["Properties"]["PolicyDocument"]["Statement"], {}))
+    audit = IamAudit(json.loads(text.replace("eks-multus-ng1", ASG_NAME)))
+    audit.attach(world.ec2, world.autoscaling)
+    yield audit
+    assert audit.denied == [], f"calls the drainer's synthesized policy denies: {audit.denied}"
+
+
+@pytest.fixture
+def kube_world(world, drainer_audit):
     clock = SimClock()
     cluster = FakeCluster(clock)
     with serve(cluster) as url:
-        yield cluster, clock, url
+        AUDIT[0] = drainer_audit
+        try:
+            yield cluster, clock, url
+        finally:
+            AUDIT[0] = None
 
 
 def drain_env(template_env: dict, **extra) -> dict:
@@ -60,8 +81,13 @@ def run_drainer(event, env, clients, kube_url, clock, catcher_lines: list[str] |
     from node_drainer.handler import handler
     from node_drainer.kube import KubeClient
 
-    return handler(event, None, ec2=clients.ec2, autoscaling=clients.autoscaling,
-                   kube=KubeClient(kube_url, lambda: "k8s-aws-v1.test"), clock=clock, env=env, **kw)
+    audit = AUDIT[0]
+    audit.enter()  # the drainer's calls, and only those, are evaluated against its policy
+    try:
+        return handler(event, None, ec2=clients.ec2, autoscaling=clients.autoscaling,
+                       kube=KubeClient(kube_url, lambda: "k8s-aws-v1.test"), clock=clock, env=env, **kw)
+    finally:
+        audit.leave()
 
 
 def test_drainer_drains_heartbeats_and_completes_its_action_with_continue(world, clients, kube_world,
