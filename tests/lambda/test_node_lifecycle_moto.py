@@ -190,3 +190,34 @@ def test_every_hook_event_goes_to_every_consumer_and_only_its_owner_completes_it
     assert sorted(h for _, h, _ in world.lifecycle.active.values()) == [FOREIGN, FOREIGN]
     # The ENI function never touched the ENIs on any terminate event: they go with the instance.
     assert_has_its_enis(world, instance, AZS[0])
+
+
+def test_rolling_update_drain_waits_for_the_new_node_then_evicts(world, clients, kube_world, lifecycle_template):
+    """A batch with room above minSize: the new instance is InService (its ENIs attached) but its node still
+    carries the startup taint; the old node is cordoned at once and evicted only after the taint is gone."""
+    cluster, clock, url = kube_world
+    old, new = world.launch_instance(), world.launch_instance()
+    old_node = add_node(cluster, world, old)
+    new_node = add_node(cluster, world, new)
+    taint = lifecycle_template["drain_env"]["STARTUP_TAINT_KEY"]
+    cluster.nodes[new_node]["spec"]["taints"] = [{"key": taint, "value": "interfaces", "effect": "NoSchedule"}]
+    cluster.at(150, lambda c: c.nodes[new_node]["spec"].update(taints=[]))
+    cluster.add_pod("apps", "web", old_node, labels={"app": "web"}, owner="ReplicaSet", grace=5)
+    hook = lifecycle_template["drain_env"]["DRAIN_HOOK_NAME"]
+    record = run_drainer(world.terminate_event(old, hook=hook), drain_env(lifecycle_template["drain_env"]),
+                         clients, url, clock)
+    assert record["drain"] == "drained" and 150 <= record["peerWaitSeconds"] <= 155
+    assert record["heartbeats"] >= 2 and world.lifecycle.accepted(old) == ["CONTINUE"]
+    assert record["drainErrors"] == []
+
+
+def test_scale_in_with_ready_peers_does_not_wait(world, clients, kube_world, lifecycle_template):
+    cluster, clock, url = kube_world
+    leaving, staying = world.launch_instance(), world.launch_instance()
+    node = add_node(cluster, world, leaving)
+    add_node(cluster, world, staying)
+    cluster.add_pod("apps", "web", node, owner="ReplicaSet", grace=5)
+    hook = lifecycle_template["drain_env"]["DRAIN_HOOK_NAME"]
+    record = run_drainer(world.terminate_event(leaving, hook=hook), drain_env(lifecycle_template["drain_env"]),
+                         clients, url, clock)
+    assert record["drain"] == "drained" and record["peerWaitSeconds"] == 0 and record["peersNotReady"] == []
