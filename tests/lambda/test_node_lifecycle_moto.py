@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drainer"))
 from eni_moto_world import ASG_NAME, AZS, assert_has_its_enis  # noqa: E402
 from fake_kube import FakeCluster, SimClock, serve  # noqa: E402
 
-FOREIGN = "nth-drain-hook"
-AUDIT: list = [None]  # the drainer's IamAudit while a test runs (kube_world)  # aws-node-termination-handler's hook, in queue-processing mode, on the same group
+FOREIGN = "nth-drain-hook"  # aws-node-termination-handler's hook, in queue-processing mode, on the same group
+AUDIT: list = [None]  # the drainer's IamAudit while a test runs (kube_world)
 
 
 @pytest.fixture
