@@ -199,3 +199,24 @@ def test_drainer_runs_in_the_private_subnets_with_https_out_only(workers):
 def test_rbac_names_are_per_group(make_config):
     assert node_drainer.drainer_rbac("a")[0]["metadata"]["name"] != node_drainer.drainer_rbac("b")[0]["metadata"][
         "name"]
+
+
+def test_the_drainer_asset_is_its_package_alone_and_runs_from_there(synthesized, tmp_path):
+    """The code asset as the template deploys it: only lambda/node_drainer, importable with nothing of this repo."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (fn,) = _drainer(synthesized.templates["eks-multus-workers"], "AWS::Lambda::Function").values()
+    assert fn["Properties"]["Handler"] == node_drainer.HANDLER
+    asset = Path(synthesized.assembly.directory) / f"asset.{fn['Properties']['Code']['S3Key'].split('.')[0]}"
+    files = sorted(str(p.relative_to(asset)) for p in asset.rglob("*") if p.is_file())
+    assert files == ["node_drainer/__init__.py", "node_drainer/drain.py", "node_drainer/handler.py",
+                     "node_drainer/kube.py"]
+    probe = ("import json, sys; sys.path.insert(0, sys.argv[1]); from node_drainer.handler import handler; "
+             "print(json.dumps(handler({'detail-type': 'EC2 Instance-launch Lifecycle Action', 'detail': {}}, "
+             "env={'ASG_NAME': 'g', 'DRAIN_HOOK_NAME': 'h'})))")
+    run = subprocess.run([sys.executable, "-I", "-c", probe, str(asset)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1])["result"] == "ignored"
