@@ -39,7 +39,6 @@ from constructs import Construct
 from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.compliance import acknowledge, managed_policy_finding, nag_partition
 from eks_multus_cdk.multus_manifests import load_manifest_file
-from eks_multus_cdk.naming import STARTUP_TAINT_KEY
 
 HANDLER = "node_drainer.handler.handler"
 TERMINATE_DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
@@ -75,8 +74,9 @@ class NodeDrainer(Construct):
     """Drains the nodes of one Auto Scaling group before they terminate.
 
     Attributes: `function`, `role`, `rule`, `dead_letter_queue`, `security_group`, `access_entry`, `rbac_manifest`,
-    `alarms`. The group must declare a terminate lifecycle hook named `hook_name` (default result CONTINUE) and
-    depend on this construct.
+    `alarms`. `startup_taint_key`: the taint new nodes register with, if any (a peer that still carries it is
+    joining, and evictions wait for it). The group must declare a terminate lifecycle hook named `hook_name`
+    (default result CONTINUE) and depend on this construct.
     """
 
     def __init__(
@@ -91,6 +91,7 @@ class NodeDrainer(Construct):
         subnets: list[ec2.ISubnet],
         log_retention: logs.RetentionDays,
         log_key: kms.IKey | None = None,
+        startup_taint_key: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -151,7 +152,8 @@ class NodeDrainer(Construct):
                 "DRAIN_DEADLINE_SECONDS": str(DRAIN_DEADLINE_SECONDS),
                 "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
                 "PEER_WAIT_SECONDS": str(PEER_WAIT_SECONDS),
-                "STARTUP_TAINT_KEY": STARTUP_TAINT_KEY,
+                # Only where nodes register with it: a peer carrying it is still joining.
+                **({"STARTUP_TAINT_KEY": startup_taint_key} if startup_taint_key else {}),
             },
             retry_attempts=2,
             max_event_age=Duration.hours(1),

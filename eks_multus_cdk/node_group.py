@@ -269,6 +269,7 @@ class MultusNodeGroup(Construct):
         self.node_drainer = NodeDrainer(
             self, "Drainer", asg_name=self.asg_name, hook_name=DRAIN_HOOK, cluster=cluster, vpc=vpc,
             subnets=node_subnets, log_retention=log_retention, log_key=log_key,
+            startup_taint_key=STARTUP_TAINT.key if startup_taint else None,
         )
         self.auto_scaling_group = autoscaling.AutoScalingGroup(
             self, "Group",
