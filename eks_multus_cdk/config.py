@@ -76,7 +76,8 @@ class NodeGroupConfig:
     volume_size: int = _key("volumeSize", default=20)
     # No desired capacity: the group starts at minSize and a deploy never resets the size that scaling chose.
     min_size: int = _key("minSize", default=1)
-    max_size: int = _key("maxSize", default=1)
+    # 2 > minSize: a rolling update (node_group.rolling_update_policy) adds the new node before draining the old one.
+    max_size: int = _key("maxSize", default=2)
     labels: dict[str, str] = _key("labels", default_factory=dict)
     taints: tuple[Taint, ...] = _key("taints", default=())
     # Empty: every configured AZ. Multus ENIs always come from the subnets of each instance's own AZ.

@@ -46,9 +46,11 @@ class EniAttacher(Construct):
 
     Attributes: `function`, `role`, `rule`, `sweep_rule`, `dead_letter_queue`, `log_group`, `alarms` (dict:
     `dead_letters`, `errors`, `abandoned`; no actions: add your SNS topic with `alarm.add_alarm_action`).
-    The Auto Scaling group must be named `asg_name`, declare hooks named `launch_hook_name` and
-    `terminate_hook_name`, and depend on this construct, so the rule and the function exist before its first
-    instance launches.
+    The Auto Scaling group must be named `asg_name`, declare a launch hook named `launch_hook_name` (and a terminate
+    hook `terminate_hook_name` only if one is given), and depend on this construct, so the rule and the function
+    exist before its first instance launches. MultusNodeGroup gives no terminate hook: attached ENIs go with the
+    instance (DeleteOnTermination) and the scheduled sweeper deletes unattached leftovers, which is all the
+    terminate path did; the group's terminate hook belongs to the node drainer.
     """
 
     def __init__(
@@ -62,7 +64,7 @@ class EniAttacher(Construct):
         security_group: ec2.ISecurityGroup,
         log_retention: logs.RetentionDays,
         launch_hook_name: str,
-        terminate_hook_name: str,
+        terminate_hook_name: str | None = None,
         log_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -107,7 +109,7 @@ class EniAttacher(Construct):
                 "ASG_NAME": asg_name,
                 "OWNER_TAG_VALUE": asg_name,
                 "LAUNCH_HOOK_NAME": launch_hook_name,
-                "TERMINATE_HOOK_NAME": terminate_hook_name,
+                **({"TERMINATE_HOOK_NAME": terminate_hook_name} if terminate_hook_name else {}),
             },
             retry_attempts=2,
             max_event_age=Duration.minutes(10),
@@ -119,10 +121,10 @@ class EniAttacher(Construct):
             description=f"Lifecycle actions of the Auto Scaling group {asg_name}",
             event_pattern=events.EventPattern(
                 source=["aws.autoscaling"],
-                detail_type=[LAUNCH_DETAIL_TYPE, TERMINATE_DETAIL_TYPE],
+                detail_type=[LAUNCH_DETAIL_TYPE, *([TERMINATE_DETAIL_TYPE] if terminate_hook_name else [])],
                 # Only this construct's hooks: Auto Scaling sends one event per hook, and other tools add their own.
-                detail={"AutoScalingGroupName": [asg_name], "LifecycleHookName": [launch_hook_name,
-                                                                                  terminate_hook_name]},
+                detail={"AutoScalingGroupName": [asg_name], "LifecycleHookName": [
+                    launch_hook_name, *([terminate_hook_name] if terminate_hook_name else [])]},
             ),
             targets=[targets.LambdaFunction(
                 self.function, retry_attempts=4, max_event_age=Duration.minutes(10),

@@ -15,6 +15,7 @@ import gzip
 import json
 import shlex
 
+from aws_cdk import Duration
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
@@ -27,15 +28,28 @@ from eks_multus_cdk.config import AppConfig, NodeGroupConfig, Taint
 from eks_multus_cdk.eni_attacher import EniAttacher
 from eks_multus_cdk.multus_manifests import MANIFEST_FILES, load_manifest_file
 from eks_multus_cdk.naming import IFNAME_PREFIX, INTERFACE_COUNT_LABEL, STARTUP_TAINT_KEY, asg_name
+from eks_multus_cdk.node_drainer import NodeDrainer
 
 LAUNCH_HOOK = "multus-eni-launch"
-TERMINATE_HOOK = "multus-eni-terminate"
+# The group's only terminate hook, served by the node drainer (node_drainer.py). The ENI Lambda has none: attached
+# Multus ENIs go with the instance (DeleteOnTermination) and the ENI sweeper deletes unattached leftovers.
+DRAIN_HOOK = "multus-node-drain"
 # How long an action may go without a heartbeat or completion before the default result applies. The Lambda
 # sends a heartbeat every 60 s while it waits for a pending instance (ENI_ATTACHER_HEARTBEAT_SECONDS), so 300 s
 # covers a missed heartbeat plus one Lambda retry delay (1-2 min) if an invocation dies.
 LAUNCH_HOOK_TIMEOUT_SECONDS = 300
-# The terminate hook's work takes seconds and never detaches anything; CONTINUE is also the default result.
-TERMINATE_HOOK_TIMEOUT_SECONDS = 120
+# The drainer heartbeats every 60 s (node_drainer.HEARTBEAT_SECONDS) and completes within its 600 s deadline; 300 s
+# covers a missed heartbeat plus one Lambda retry delay. If the drainer dies, the default CONTINUE lets the node go.
+DRAIN_HOOK_TIMEOUT_SECONDS = 300
+# Rolling replacement (CloudFormation AutoScalingRollingUpdate): one instance at a time, then a pause for the new
+# node to join, start Multus and lose its startup taint before the next old node is drained. No cfn-signal: nothing
+# on the node knows when the taint is gone, so the pause is a fixed estimate (see README "Node lifecycle").
+ROLLING_BATCH_SIZE = 1
+ROLLING_PAUSE = Duration.minutes(5)
+# Processes that would fight the rolling update (AWS's guidance); Launch and Terminate must stay on.
+ROLLING_SUSPENDED = (autoscaling.ScalingProcess.HEALTH_CHECK, autoscaling.ScalingProcess.REPLACE_UNHEALTHY,
+                     autoscaling.ScalingProcess.AZ_REBALANCE, autoscaling.ScalingProcess.ALARM_NOTIFICATION,
+                     autoscaling.ScalingProcess.SCHEDULED_ACTIONS)
 INTERFACE_WAIT_SECONDS = 240
 IMDS_HOP_LIMIT = 1
 
@@ -142,11 +156,26 @@ def interface_script(network_count: int) -> str:
     )
 
 
+def min_instances_in_service(min_size: int, max_size: int) -> int:
+    """CloudFormation requires MinInstancesInService < MaxSize. With maxSize > minSize the group keeps minSize
+    nodes in service and adds the new node (up to maxSize) before an old one is drained; with minSize == maxSize
+    one node at a time is drained and terminated before its replacement launches (the README says so)."""
+    return max(0, min(min_size, max_size - 1))
+
+
+def rolling_update_policy(min_size: int, max_size: int) -> autoscaling.UpdatePolicy:
+    """The group's UpdatePolicy: a launch-template change (Kubernetes version, instance type, user data, AMI)
+    replaces the nodes ROLLING_BATCH_SIZE at a time; each old node passes the drain hook before it terminates."""
+    return autoscaling.UpdatePolicy.rolling_update(
+        max_batch_size=ROLLING_BATCH_SIZE, min_instances_in_service=min_instances_in_service(min_size, max_size),
+        pause_time=ROLLING_PAUSE, wait_on_resource_signals=False, suspend_processes=list(ROLLING_SUSPENDED))
+
+
 class MultusNodeGroup(Construct):
     """A self-managed Auto Scaling group of EKS nodes, each with one ENI per Multus network.
 
-    Attributes: `auto_scaling_group`, `launch_template`, `role`, `eni_attacher`, `access_entry`, `asg_name`,
-    `max_pods_expression`.
+    Attributes: `auto_scaling_group`, `launch_template`, `role`, `eni_attacher`, `node_drainer`, `access_entry`,
+    `asg_name`, `max_pods_expression`.
 
     `startup_taint=True` registers every node with the NoSchedule taint `STARTUP_TAINT`; only do that where
     something removes it (the app sets it when it deploys the pod-address controller, i.e. `crossNodeTraffic`):
@@ -235,7 +264,12 @@ class MultusNodeGroup(Construct):
             self, "EniAttacher", asg_name=self.asg_name, networks=config.multus_networks,
             multus_subnets=multus_subnets, security_group=multus_security_group, log_retention=log_retention,
             log_key=log_key,
-            launch_hook_name=LAUNCH_HOOK, terminate_hook_name=TERMINATE_HOOK,
+            launch_hook_name=LAUNCH_HOOK,
+        )
+        self.node_drainer = NodeDrainer(
+            self, "Drainer", asg_name=self.asg_name, hook_name=DRAIN_HOOK, cluster=cluster, vpc=vpc,
+            subnets=node_subnets, log_retention=log_retention, log_key=log_key,
+            startup_taint_key=STARTUP_TAINT.key if startup_taint else None,
         )
         self.auto_scaling_group = autoscaling.AutoScalingGroup(
             self, "Group",
@@ -248,14 +282,15 @@ class MultusNodeGroup(Construct):
             # min/max only (no desired capacity): a deploy never resets the size scaling chose.
             min_capacity=group.min_size,
             max_capacity=group.max_size,
+            update_policy=rolling_update_policy(group.min_size, group.max_size),
         )
         self.auto_scaling_group.node.default_child.lifecycle_hook_specification_list = [
             autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(
                 lifecycle_hook_name=LAUNCH_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING",
                 default_result="ABANDON", heartbeat_timeout=LAUNCH_HOOK_TIMEOUT_SECONDS),
             autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(
-                lifecycle_hook_name=TERMINATE_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
-                default_result="CONTINUE", heartbeat_timeout=TERMINATE_HOOK_TIMEOUT_SECONDS),
+                lifecycle_hook_name=DRAIN_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+                default_result="CONTINUE", heartbeat_timeout=DRAIN_HOOK_TIMEOUT_SECONDS),
         ]
         acknowledge(self.auto_scaling_group, {
             "AwsSolutions-AS3": "Instance launches and terminations go to EventBridge lifecycle actions that the ENI "
@@ -263,5 +298,8 @@ class MultusNodeGroup(Construct):
         })
         # The rule, the function and its invoke permission exist before the first instance launches.
         self.auto_scaling_group.node.add_dependency(self.eni_attacher)
+        # The drainer, its rule and its Kubernetes identity exist before any node can terminate; on `cdk destroy`
+        # the group goes first, so its last nodes are still drained.
+        self.auto_scaling_group.node.add_dependency(self.node_drainer)
         # Nodes must be able to join: the access entry exists before any node boots.
         self.auto_scaling_group.node.add_dependency(self.access_entry)

@@ -26,7 +26,7 @@ def test_defaults_reproduce_the_walkthrough():
         ("multus2", ("10.0.6.0/24", "10.0.7.0/24")),
     ]
     (group,) = c.node_groups
-    assert (group.instance_type, group.volume_size, group.min_size, group.max_size) == ("c5.large", 20, 1, 1)
+    assert (group.instance_type, group.volume_size, group.min_size, group.max_size) == ("c5.large", 20, 1, 2)
     assert c.nat_gateway_count == 2
     assert c.kubernetes_version == "1.35"
 
@@ -97,7 +97,7 @@ BAD = [
     ({}, {"nodeSsm": '"yes"'}, 'eksMultus.nodeSsm = "yes": expected a boolean'),
     ({}, {"networkNamespace": "kube-system"}, 'eksMultus.networkNamespace = "kube-system": a namespace name'),
     ({}, {"networkNamespace": "Team_A"}, 'eksMultus.networkNamespace = "Team_A"'),
-    ({}, {"nodeGroups.0.minSize": "3"}, "eksMultus.nodeGroups[0].minSize = 3: needs 0 <= minSize <= maxSize (1)"),
+    ({}, {"nodeGroups.0.minSize": "3"}, "eksMultus.nodeGroups[0].minSize = 3: needs 0 <= minSize <= maxSize (2)"),
     ({}, {"nodeGroups.0.desiredCapacity": "1"}, "eksMultus.nodeGroups[0].desiredCapacity = 1: removed in 0.2.0"),
     ({}, {"nodeGroups.0.instanceType": "x9.large"}, "set maxNetworkInterfaces"),
     ({}, {"kubernetesVersion": '"1.29"'}, 'eksMultus.kubernetesVersion = "1.29"'),

@@ -65,7 +65,8 @@ def test_asg_uses_the_launch_template_with_a_fixed_name_and_its_own_hooks(worker
     assert props["AutoScalingGroupName"] == "eks-multus-ng1"
     assert "LaunchTemplate" in props and "LaunchConfigurationName" not in props
     # min/max only: a DesiredCapacity in the template would reset the group's size on every deploy.
-    assert (props["MinSize"], props["MaxSize"], "DesiredCapacity" in props) == ("1", "1", False)
+    # maxSize 2 (cdk.json): a rolling update adds the new node before it drains the old one.
+    assert (props["MinSize"], props["MaxSize"], "DesiredCapacity" in props) == ("1", "2", False)
     hooks = {h["LifecycleTransition"]: h for h in props["LifecycleHookSpecificationList"]}
     assert hooks["autoscaling:EC2_INSTANCE_LAUNCHING"]["DefaultResult"] == "ABANDON"
     assert hooks["autoscaling:EC2_INSTANCE_TERMINATING"]["DefaultResult"] == "CONTINUE"
@@ -92,25 +93,25 @@ def test_function_permission_rule_and_access_entry_exist_before_the_asg(workers)
 
 
 def _rules(template: dict) -> dict[str, dict]:
-    return {k: v for k, v in resources(template, "AWS::Events::Rule").items() if k.startswith("NodeGroup")}
+    return {k: v for k, v in resources(template, "AWS::Events::Rule").items() if k.startswith("NodeGroupEniAttacher")}
 
 
 def test_rule_matches_only_this_groups_own_hooks(workers):
     (rule,) = [r for r in _rules(workers).values() if "EventPattern" in r["Properties"]]
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.autoscaling"],
-        "detail-type": ["EC2 Instance-launch Lifecycle Action", "EC2 Instance-terminate Lifecycle Action"],
-        "detail": {"AutoScalingGroupName": ["eks-multus-ng1"],
-                   "LifecycleHookName": ["multus-eni-launch", "multus-eni-terminate"]},
+        "detail-type": ["EC2 Instance-launch Lifecycle Action"],
+        "detail": {"AutoScalingGroupName": ["eks-multus-ng1"], "LifecycleHookName": ["multus-eni-launch"]},
     }
     (target,) = rule["Properties"]["Targets"]
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 4 and "DeadLetterConfig" in target
     _, asg = _one(workers, "AWS::AutoScaling::AutoScalingGroup")
     hooks = {h["LifecycleHookName"] for h in asg["Properties"]["LifecycleHookSpecificationList"]}
-    assert hooks == set(rule["Properties"]["EventPattern"]["detail"]["LifecycleHookName"])
-    _, fn = _one(workers, "AWS::Lambda::Function")
+    # The group's terminate hook is the drainer's (tests/test_node_lifecycle.py); the ENI function serves none.
+    assert hooks == {*rule["Properties"]["EventPattern"]["detail"]["LifecycleHookName"], "multus-node-drain"}
+    _, fn = _one(workers, "AWS::Lambda::Function", "NodeGroupEniAttacher")
     env = fn["Properties"]["Environment"]["Variables"]
-    assert (env["LAUNCH_HOOK_NAME"], env["TERMINATE_HOOK_NAME"]) == ("multus-eni-launch", "multus-eni-terminate")
+    assert env["LAUNCH_HOOK_NAME"] == "multus-eni-launch" and "TERMINATE_HOOK_NAME" not in env
 
 
 def test_hook_timeouts_fit_the_functions_patience(workers):
@@ -121,7 +122,7 @@ def test_hook_timeouts_fit_the_functions_patience(workers):
     launch = hooks["autoscaling:EC2_INSTANCE_LAUNCHING"]["HeartbeatTimeout"]
     heartbeat = 60  # lambda/eni_attacher/adapter.py Settings.heartbeat_seconds
     assert launch >= heartbeat + 120 + 60  # a missed heartbeat, Lambda's longest retry delay, and margin
-    _, fn = _one(workers, "AWS::Lambda::Function")
+    _, fn = _one(workers, "AWS::Lambda::Function", "NodeGroupEniAttacher")
     assert fn["Properties"]["Timeout"] == FUNCTION_TIMEOUT.to_seconds() == 600
 
 
@@ -198,7 +199,7 @@ def test_nodes_register_with_the_startup_taint_when_the_controller_removes_it(wo
 
 
 def test_lambda_runtime_handler_and_environment(workers):
-    _, fn = _one(workers, "AWS::Lambda::Function")
+    _, fn = _one(workers, "AWS::Lambda::Function", "NodeGroupEniAttacher")
     props = fn["Properties"]
     assert props["Runtime"] == "python3.14"
     assert props["Handler"] == "eni_attacher.handler.handler"
@@ -207,10 +208,10 @@ def test_lambda_runtime_handler_and_environment(workers):
     networks = json.dumps(env["MULTUS_NETWORKS"])
     for needle in ('\\"name\\":\\"multus1\\"', '\\"deviceIndex\\":2', "us-west-2a", "us-west-2b"):
         assert needle in networks
-    _, invoke = _one(workers, "AWS::Lambda::EventInvokeConfig")
+    _, invoke = _one(workers, "AWS::Lambda::EventInvokeConfig", "NodeGroupEniAttacher")
     assert invoke["Properties"]["MaximumRetryAttempts"] == 2
     assert "OnFailure" in invoke["Properties"]["DestinationConfig"]
-    _, logs = _one(workers, "AWS::Logs::LogGroup")
+    _, logs = _one(workers, "AWS::Logs::LogGroup", "NodeGroupEniAttacher")
     assert logs["Properties"]["RetentionInDays"] == 30
 
 
@@ -245,7 +246,7 @@ def test_lifecycle_completion_is_limited_to_this_group(workers):
 
 
 def test_node_role_is_registered_as_ec2_linux_without_cloudformation_access(workers):
-    _, entry = _one(workers, "AWS::EKS::AccessEntry")
+    _, entry = _one(workers, "AWS::EKS::AccessEntry", "NodeGroupAccessEntry")
     assert entry["Properties"]["Type"] == "EC2_LINUX"
     assert not entry["Properties"].get("AccessPolicies")
     roles = resources(workers, "AWS::IAM::Role")

@@ -134,11 +134,12 @@ def load_config(env: Mapping[str, str]) -> Config:
         if len(set(values)) != len(values):
             raise ConfigError(f"MULTUS_NETWORKS has duplicate {label}: {values}", asg_name)
     hooks = served_hooks(env)
-    for kind, var in (("launch", "LAUNCH_HOOK_NAME"), ("terminate", "TERMINATE_HOOK_NAME")):
-        if kind not in hooks:
-            raise ConfigError(f"{var} is not set", asg_name)
+    # The launch hook is required. TERMINATE_HOOK_NAME is optional: without it the function serves no terminate
+    # hook (the node group's terminate hook belongs to the node drainer) and every terminate event is foreign.
+    if "launch" not in hooks:
+        raise ConfigError("LAUNCH_HOOK_NAME is not set", asg_name)
     return Config(asg_name=asg_name, owner=owner, networks=networks, launch_hook=hooks["launch"],
-                  terminate_hook=hooks["terminate"])
+                  terminate_hook=hooks.get("terminate", ""))
 
 
 # ---------------------------------------------------------------------------------------------------- event

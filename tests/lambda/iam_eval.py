@@ -166,7 +166,8 @@ class MotoState:
 
 def requests_for(operation: str, params: dict[str, Any], state: MotoState) -> list[Part]:
     """The authorization checks IAM makes for one API call (see the module docstring)."""
-    service = "autoscaling" if operation in ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat") else "ec2"
+    service = "autoscaling" if operation in ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat",
+                                             "DescribeAutoScalingGroups") else "ec2"
     action = f"{service}:{operation}"
     ref = reference(action)
     parts: list[Part] = []

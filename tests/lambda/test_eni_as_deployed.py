@@ -140,7 +140,8 @@ def test_synthesized_function_attaches_the_enis_of_the_instances_az(deployed):
             "EC2InstanceId": instance_id, "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING"},
     }
     # The event is one the template's rule would deliver.
-    (rule,) = [r for r in _resources(d["workers"], "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
+    (rule,) = [r for k, r in _resources(d["workers"], "AWS::Events::Rule").items()
+               if "EventPattern" in r["Properties"] and "EniAttacher" in k]  # the drainer has a rule of its own
     pattern = rule["Properties"]["EventPattern"]
     assert event["source"] in pattern["source"] and event["detail-type"] in pattern["detail-type"]
     assert event["detail"]["AutoScalingGroupName"] in pattern["detail"]["AutoScalingGroupName"]

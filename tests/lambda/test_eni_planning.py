@@ -24,6 +24,7 @@ from eni_attacher.planning import (
     plan_launch,
     plan_sweep,
     plan_terminate,
+    served_hooks,
 )
 
 NETS = (
@@ -202,12 +203,19 @@ def test_terminate_never_detaches_and_deletes_only_unattached_enis():
     assert plan.skipped == ("eni-3 is attached to i-other", "eni-4 is detaching; the sweeper removes it once available")
 
 
-@pytest.mark.parametrize("missing", ["LAUNCH_HOOK_NAME", "TERMINATE_HOOK_NAME"])
-def test_config_needs_both_hook_names(missing):
+def test_config_needs_the_launch_hook_name():
     environment = env()
-    environment.pop(missing)
-    with pytest.raises(ConfigError, match=f"{missing} is not set"):
+    environment.pop("LAUNCH_HOOK_NAME")
+    with pytest.raises(ConfigError, match="LAUNCH_HOOK_NAME is not set"):
         load_config(environment)
+
+
+def test_terminate_hook_name_is_optional_and_then_no_terminate_hook_is_served():
+    """The node group gives the ENI function no terminate hook (the drainer owns the group's terminate hook)."""
+    environment = env()
+    environment.pop("TERMINATE_HOOK_NAME")
+    assert load_config(environment).terminate_hook == ""
+    assert served_hooks(environment) == {"launch": "launch-hook"}
 
 
 def test_sweep_deletes_enis_of_gone_instances_after_min_age_and_any_after_stale_age():
