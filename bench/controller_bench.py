@@ -166,7 +166,8 @@ def main() -> int:
     eni_batches = sum(len(r["assigned"]) + len(r["unassigned"]) for r in churn_reports)
     window = [(v, r) for t, v, r, _ in h.kube.requests if start <= t]
     per_pass = Counter(f"{v} {r}" for v, r in window)
-    lists = per_pass["list pods"] + per_pass["list nodes"]
+    # Every LIST the controller makes: its watch caches and the claim check's IPPool record.
+    lists = per_pass["list pods"] + per_pass["list nodes"] + per_pass.get("list ippools", 0)
 
     rows = [
         ("pod lifecycles in the churn (added + deleted)", f"{created}"),

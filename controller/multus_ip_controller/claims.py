@@ -158,12 +158,23 @@ def owned_by(owner_prefix: str | None) -> Callable[[str | None], bool]:
     return owned
 
 
+# EC2 refuses a filter with more than 200 values (FilterLimitExceeded): larger lookups go in chunks.
+MAX_FILTER_VALUES = 200
+
+
 def ec2_holders(client: Any) -> Callable[[Sequence[str]], list[dict[str, Any]]]:
     """DescribeNetworkInterfaces for the ENIs holding any of the addresses (primary or secondary)."""
     def describe(ips: Sequence[str]) -> list[dict[str, Any]]:
-        paginator = client.get_paginator("describe_network_interfaces")
-        pages = paginator.paginate(Filters=[{"Name": "addresses.private-ip-address", "Values": list(ips)}])
-        return [interface for page in pages for interface in page.get("NetworkInterfaces", [])]
+        found: dict[str, dict[str, Any]] = {}
+        values = list(ips)
+        for start in range(0, len(values), MAX_FILTER_VALUES):
+            chunk = values[start:start + MAX_FILTER_VALUES]
+            paginator = client.get_paginator("describe_network_interfaces")
+            pages = paginator.paginate(Filters=[{"Name": "addresses.private-ip-address", "Values": chunk}])
+            for page in pages:
+                for interface in page.get("NetworkInterfaces", []):
+                    found.setdefault(interface.get("NetworkInterfaceId", str(len(found))), interface)
+        return list(found.values())
     return describe
 
 

@@ -158,6 +158,10 @@ class Controller:
         self.clock = clock or (lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         # Claims checked against the IPAM record and EC2 (claims.ClaimChecker.vet); None only in EC2-side tests.
         self.vet_claims = vet_claims
+        # Claims accepted once, by (pod, pod uid, interface, address): an accepted claim stays accepted while that pod
+        # keeps it (its IPPool allocation names the pod until the pod goes), so a steady-state pass reads no
+        # IPPools and asks EC2 nothing; a new or changed claim, or a new pod with the same name, is checked again.
+        self._accepted_claims: set[tuple[str, str, str, str]] = set()
         self.instance_type = instance_type
         self.ipv4_per_interface: int | None = None  # learned once, on the first pass that can
         # Without IMDS: one describe after the assignments confirms them (never EC2's acceptance alone).
@@ -191,6 +195,22 @@ class Controller:
     def _desired(self, pods: list[dict[str, Any]]) -> tuple[list[planning.PodAddress], list[str]]:
         """Where the pods' claims become desired assignments: every check on a claim belongs here."""
         return kube.desired_addresses(pods, self.pod_ranges, self.master_device_index)
+
+    def _vet(self, pods: list[dict[str, Any]], desired: list[planning.PodAddress],
+             enis: list[planning.Eni]) -> tuple[list[planning.PodAddress], list[Any]]:
+        """The claims that may go onto ENIs, and the refused ones: only claims not accepted before are checked."""
+        if self.vet_claims is None:
+            return desired, []
+        uids = {kube.pod_key(p): (p.get("metadata") or {}).get("uid", "") for p in pods}
+
+        def key(a: planning.PodAddress) -> tuple[str, str, str, str]:
+            return (a.pod, uids.get(a.pod, ""), a.interface, a.ip)
+
+        fresh = [a for a in desired if key(a) not in self._accepted_claims]
+        accepted_fresh, refused = self.vet_claims(fresh, enis) if fresh else ([], [])
+        current = {key(a) for a in desired}
+        self._accepted_claims = (self._accepted_claims & current) | {key(a) for a in accepted_fresh}
+        return [a for a in desired if key(a) in self._accepted_claims], refused
 
     def _learn_limit(self, report: dict[str, Any]) -> None:
         if self.ipv4_per_interface is not None:
@@ -232,7 +252,7 @@ class Controller:
         # Claims checked against the IPAM record and EC2 (claims.ClaimChecker.vet): a refused claim never goes onto
         # an ENI, and its pod stays not Ready with the reason.
         try:
-            accepted, claim_refused = self.vet_claims(desired, enis) if self.vet_claims else (desired, [])
+            accepted, claim_refused = self._vet(pods, desired, enis)
         except Exception as err:  # noqa: BLE001 - fail closed: a record we cannot read means no change this pass
             code = kube.api_error_code(err) if isinstance(getattr(err, "status", None), int) else \
                 ec2_mod.error_code(err)  # IPPools are read from Kubernetes, the holders of addresses from EC2
@@ -505,6 +525,19 @@ class Loop:
         return "stop"
 
 
+def _counted(describe: Callable[[Sequence[str]], Any], metrics: Metrics) -> Callable[[Sequence[str]], Any]:
+    """The claim check's holder lookup, counted in the EC2 calls metric like the adapter's own calls."""
+    def call(ips: Sequence[str]) -> Any:
+        try:
+            result = describe(ips)
+        except Exception as err:
+            metrics.ec2_calls.labels("DescribeNetworkInterfaces", ec2_mod.error_code(err)).inc()
+            raise
+        metrics.ec2_calls.labels("DescribeNetworkInterfaces", "ok").inc()
+        return result
+    return call
+
+
 def main(env: Mapping[str, str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     try:
@@ -552,7 +585,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     records = claims.KubeRecords(kube_client.api_client, timeout=kube_timeout)
     controller = Controller(
         vet_claims=claims.ClaimChecker(
-            list_ippools=records.list_ippools, describe_holders=claims.ec2_holders(ec2_client),
+            list_ippools=records.list_ippools, describe_holders=_counted(claims.ec2_holders(ec2_client), metrics),
             owned=claims.owned_by(settings.owner_prefix), emit_event=records.emit_event).vet,
         ec2=ec2_mod.Ec2Adapter(ec2_client, settings.owner_prefix,
                                on_call=lambda op, outcome: metrics.ec2_calls.labels(op, outcome).inc()),

@@ -110,3 +110,26 @@ def test_refusal_event_is_a_warning_on_the_pod():
     assert body["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", "name": "web", "namespace": "team-a"}
     assert (body["type"], body["reason"]) == ("Warning", claims.EVENT_REASON)
     assert body["metadata"]["generateName"] == "web."
+
+
+def test_holder_lookup_goes_in_chunks_ec2_accepts():
+    """EC2 refuses more than 200 values in one filter (FilterLimitExceeded): 450 addresses take 3 calls."""
+    from multus_ip_controller.claims import MAX_FILTER_VALUES, ec2_holders
+
+    calls = []
+
+    class Paginator:
+        def paginate(self, Filters):  # noqa: N803 - boto3's parameter name
+            (f,) = Filters
+            assert len(f["Values"]) <= 200, "EC2 would answer FilterLimitExceeded"
+            calls.append(len(f["Values"]))
+            return [{"NetworkInterfaces": [{"NetworkInterfaceId": f"eni-{v}"} for v in f["Values"][:1]]}]
+
+    class Client:
+        def get_paginator(self, name):
+            assert name == "describe_network_interfaces"
+            return Paginator()
+
+    found = ec2_holders(Client())([f"10.0.{i // 250}.{i % 250}" for i in range(450)])
+    assert MAX_FILTER_VALUES == 200 and calls == [200, 200, 50]
+    assert len(found) == 3

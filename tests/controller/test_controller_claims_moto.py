@@ -98,3 +98,21 @@ def test_unreadable_ipam_record_changes_nothing(world):
     report = controller.reconcile()
     assert not report["ok"] and report["errors"][0]["op"] == "read"
     assert world.pod_range_addresses() == before
+
+
+def test_accepted_claims_are_not_checked_again_but_new_ones_are(world):
+    """A steady-state pass reads no IPPools (issue 11's 0 LISTs per pass); a new claim, or the same pod name
+    with a new pod uid (a pod recreated under its old name), is checked against the record again."""
+    world.add_pod("p1", "node-a", (1, "10.0.4.180"), gate=True)
+    controller = world.controller("node-a")
+    checker = controller.vet_claims.__self__
+    reads = []
+    real = checker.list_ippools
+    checker.list_ippools = lambda: reads.append(1) or real()
+    assert controller.reconcile()["ok"] and len(reads) == 1
+    assert controller.reconcile()["ok"] and len(reads) == 1, "nothing new: no IPPool read"
+    world.add_pod("p2", "node-a", (1, "10.0.4.181"), gate=True)
+    assert controller.reconcile()["ok"] and len(reads) == 2
+    world.pods["default/p1"][1]["metadata"]["uid"] = "recreated-under-the-same-name"
+    assert controller.reconcile()["ok"] and len(reads) == 3
+    assert world.pod_range_addresses()["10.0.4.180"] == [world.nodes["node-a"].eni(1)["id"]]

@@ -52,12 +52,14 @@ def test_process_serves_pods_from_its_watch_cache_and_survives_a_silent_and_a_co
     passes = len(h.reports())
     time.sleep(4.5)
     assert len(h.reports()) - passes >= 2
-    assert [h.kube.count(v, r, since) for v, r in (("list", "pods"), ("list", "nodes"), ("patch", "pods/status"),
-                                                    ("patch", "nodes/status"))] == [0, 0, 0, 0]
+    # Claims accepted once are not checked again: no IPPool LIST either (the claim check reads the record only for
+    # new claims).
+    assert [h.kube.count(v, r, since) for v, r in (("list", "pods"), ("list", "nodes"), ("list", "ippools"),
+                                                    ("patch", "pods/status"), ("patch", "nodes/status"))] == [0] * 5
 
-    # The API server accepts and never answers: passes keep finishing, each bounded by the 1 s request timeout
-    # (the pods come from the cache; the claim check cannot read the IPPools, so a pass fails closed and
-    # changes nothing), liveness holds and readiness reports the failing passes.
+    # The API server accepts and never answers: passes keep finishing from the cache (the claims were accepted
+    # before, so nothing needs the IPPools), each bounded, nothing held changes and liveness holds. A pass that
+    # does need the server (a new claim to check) is bounded by the request timeout: test_controller_silent_server.
     h.kube.set_silent(True)
     silent_from = len(h.reports())
     held = h.held()
@@ -65,9 +67,8 @@ def test_process_serves_pods_from_its_watch_cache_and_survives_a_silent_and_a_co
     silent = h.reports()[silent_from:]
     assert len(silent) >= 2
     assert all(r["durationMs"] < 2500 for r in silent), [r["durationMs"] for r in silent]
-    assert any(e["op"] == "read" and "timed out" in e["message"].lower() for r in silent for e in r["errors"])
     assert h.held() == held
-    assert h.http("/healthz")[0] == 200 and h.http("/readyz")[0] == 503
+    assert h.http("/healthz")[0] == 200
     h.kube.set_silent(False)
 
     # After the silence: the watch has been dropped by its read timeout and resumed; a new pod is served.
