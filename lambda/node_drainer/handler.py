@@ -114,8 +114,13 @@ def handler(event: Any, context: Any = None, *, ec2: Any = None, autoscaling: An
 
     try:
         node_name = _node_name(ec2, record["instance"])
+        going_away = _group_going_away(autoscaling, record["asg"])
         if node_name is None:
             record.update(node=None, drain="node-absent")
+        elif going_away:
+            # `cdk destroy` (or a scale to 0): every node leaves, no pod has anywhere to go, and evictions that a
+            # PDB refuses would only hold each node until the deadline.
+            record.update(node=node_name, drain="group-going-away", reason=going_away)
         else:
             kube = kube or _kube_from_env(env)
             taint = env.get("STARTUP_TAINT_KEY") or ""
@@ -143,6 +148,19 @@ def handler(event: Any, context: Any = None, *, ec2: Any = None, autoscaling: An
     if record["lifecycle"] == "failed":
         raise CompletionFailed(f"CompleteLifecycleAction failed for {record['instance']}")
     return record
+
+
+def _group_going_away(autoscaling: Any, asg_name: str) -> str:
+    """Why no node of the group will stay ('' when some will): the group is being deleted or scaled to 0."""
+    groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])["AutoScalingGroups"]
+    if not groups:
+        return "the Auto Scaling group no longer exists"
+    group = groups[0]
+    if group.get("Status") == "Delete in progress":
+        return "the Auto Scaling group is being deleted"
+    if group.get("DesiredCapacity", 1) == 0 or group.get("MaxSize", 1) == 0:
+        return "the Auto Scaling group is scaled to 0"
+    return ""
 
 
 def joining_peers(autoscaling: Any, ec2: Any, kube: Any, asg_name: str, instance_id: str, taint_key: str) -> list[str]:

@@ -221,3 +221,21 @@ def test_scale_in_with_ready_peers_does_not_wait(world, clients, kube_world, lif
     record = run_drainer(world.terminate_event(leaving, hook=hook), drain_env(lifecycle_template["drain_env"]),
                          clients, url, clock)
     assert record["drain"] == "drained" and record["peerWaitSeconds"] == 0 and record["peersNotReady"] == []
+
+
+def test_a_group_going_away_is_not_drained_so_destroy_is_not_held(world, clients, kube_world, lifecycle_template):
+    """`cdk destroy` (or a scale to 0): every node leaves at once and no pod has anywhere to go. A two-replica
+    workload under a PDB would refuse the second eviction until the deadline (600 s a node); the drainer lets the
+    node go at once instead, and says why."""
+    cluster, clock, url = kube_world
+    instance = world.launch_instance()
+    node = add_node(cluster, world, instance)
+    cluster.add_pod("kube-system", "coredns-a", node, labels={"k8s-app": "kube-dns"}, owner="ReplicaSet", grace=5)
+    clients.autoscaling.update_auto_scaling_group(AutoScalingGroupName=ASG_NAME, MinSize=0, MaxSize=0,
+                                                  DesiredCapacity=0)
+    hook = lifecycle_template["drain_env"]["DRAIN_HOOK_NAME"]
+    record = run_drainer(world.terminate_event(instance, hook=hook), drain_env(lifecycle_template["drain_env"]),
+                         clients, url, clock)
+    assert record["drain"] == "group-going-away" and "scaled to 0" in record["reason"]
+    assert world.lifecycle.accepted(instance) == ["CONTINUE"]
+    assert clock.now == 1000.0 and clock.sleeps == [], "no wait, no eviction round"
