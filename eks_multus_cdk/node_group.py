@@ -28,7 +28,7 @@ from eks_multus_cdk.config import AppConfig, NodeGroupConfig, Taint
 from eks_multus_cdk.eni_attacher import EniAttacher
 from eks_multus_cdk.multus_manifests import MANIFEST_FILES, load_manifest_file
 from eks_multus_cdk.naming import IFNAME_PREFIX, INTERFACE_COUNT_LABEL, STARTUP_TAINT_KEY, asg_name
-from eks_multus_cdk.node_drainer import NodeDrainer
+from eks_multus_cdk.node_drainer import DRAIN_DEADLINE_SECONDS, PEER_WAIT_SECONDS, NodeDrainer
 
 LAUNCH_HOOK = "multus-eni-launch"
 # The group's only terminate hook, served by the node drainer (node_drainer.py). The ENI Lambda has none: attached
@@ -41,11 +41,13 @@ LAUNCH_HOOK_TIMEOUT_SECONDS = 300
 # The drainer heartbeats every 60 s (node_drainer.HEARTBEAT_SECONDS) and completes within its 600 s deadline; 300 s
 # covers a missed heartbeat plus one Lambda retry delay. If the drainer dies, the default CONTINUE lets the node go.
 DRAIN_HOOK_TIMEOUT_SECONDS = 300
-# Rolling replacement (CloudFormation AutoScalingRollingUpdate): one instance at a time, then a pause for the new
-# node to join, start Multus and lose its startup taint before the next old node is drained. No cfn-signal: nothing
-# on the node knows when the taint is gone, so the pause is a fixed estimate (see README "Node lifecycle").
+# Rolling replacement (CloudFormation AutoScalingRollingUpdate): one instance at a time, then a pause before the
+# next batch. CloudFormation counts an old instance as gone once it enters Terminating:Wait, without waiting for
+# the drain hook, so the pause covers the longest drain: the drainer's wait for the new node to lose its startup
+# taint plus its eviction deadline, plus a minute. No cfn-signal: nothing on the node knows when the taint is gone
+# (see README "Node lifecycle").
 ROLLING_BATCH_SIZE = 1
-ROLLING_PAUSE = Duration.minutes(5)
+ROLLING_PAUSE = Duration.seconds(PEER_WAIT_SECONDS + DRAIN_DEADLINE_SECONDS + 60)
 # Processes that would fight the rolling update (AWS's guidance); Launch and Terminate must stay on.
 ROLLING_SUSPENDED = (autoscaling.ScalingProcess.HEALTH_CHECK, autoscaling.ScalingProcess.REPLACE_UNHEALTHY,
                      autoscaling.ScalingProcess.AZ_REBALANCE, autoscaling.ScalingProcess.ALARM_NOTIFICATION,

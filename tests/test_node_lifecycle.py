@@ -46,7 +46,8 @@ def test_a_launch_template_change_rolls_the_group_one_node_at_a_time(workers):
     asg = _asg(workers)
     policy = asg["UpdatePolicy"]["AutoScalingRollingUpdate"]
     assert policy["MaxBatchSize"] == 1
-    assert policy["PauseTime"] == "PT5M"
+    # The pause covers the longest drain (CloudFormation does not wait for the terminate hook): 300 + 600 + 60 s.
+    assert policy["PauseTime"] == "PT16M"
     assert policy.get("WaitOnResourceSignals", False) is False  # no cfn-signal: the pause is the wait (README)
     # cdk.json: minSize 1, maxSize 2 -> one node stays in service; the new one comes up (to maxSize) first.
     assert policy["MinInstancesInService"] == 1 < int(asg["Properties"]["MaxSize"])
