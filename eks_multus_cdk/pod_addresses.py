@@ -43,7 +43,8 @@ WHEREABOUTS_IMAGE = "ghcr.io/k8snetworkplumbingwg/whereabouts:v0.9.4"
 
 # Applied in this order: CRDs before anything that uses them, identities before workloads.
 WHEREABOUTS_FILES = ("crds.yaml", "rbac.yaml", "daemonset.yaml", "reconciler.yaml")
-CONTROLLER_FILES = ("rbac.yaml", "status-admission.yaml", "node-status-policy.yaml", "daemonset.yaml")
+CONTROLLER_FILES = ("rbac.yaml", "status-admission.yaml", "node-status-policy.yaml", "node-taint-policy.yaml",
+                    "daemonset.yaml")
 
 # Graviton families carry a "g" after the generation digit (m7g, c6gn, t4g, r8gd); "g5" (GPU) does not.
 _ARM_FAMILY = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")

@@ -516,3 +516,57 @@ def test_cdk_nag_finds_nothing_unacknowledged_in_the_construct(tmp_path):
     ours = [v["ruleName"] for p in report["pluginReports"] for v in p["violations"]
             if any("/PodAddresses/" in (c.get("constructPath") or "") for c in v.get("violatingConstructs", []))]
     assert ours == []
+
+
+# ------------------------------------------------------------------------------------------ own-node taint policy
+NODE_TAINT_POLICY = "multus-pod-address-sync-own-node-taint"
+STARTUP = {"key": "eks-multus/not-ready", "value": "interfaces", "effect": "NoSchedule"}
+TAINTED = {"metadata": {"name": "node-a", "labels": {"role": "upf"}, "annotations": {"a": "1"}},
+           "spec": {"providerID": "aws:///us-west-2a/i-0a", "taints": [
+               STARTUP, {"key": "dedicated", "value": "upf", "effect": "NoSchedule"}]}}
+
+
+def _taint_policy():
+    (policy,) = [p for p in by_kind(controller_objects(), "ValidatingAdmissionPolicy")
+                 if p["metadata"]["name"] == NODE_TAINT_POLICY]
+    (binding,) = [b for b in by_kind(controller_objects(), "ValidatingAdmissionPolicyBinding")
+                  if b["spec"]["policyName"] == NODE_TAINT_POLICY]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["nodes"]
+    return policy
+
+
+def _node(**changes):
+    node = copy.deepcopy(TAINTED)
+    for path, value in changes.items():
+        section, key = path.split("__")
+        if value is None:
+            node[section].pop(key, None)
+        else:
+            node[section][key] = value
+    return node
+
+
+def test_node_taint_policy_admits_removing_only_the_startup_taint_on_its_own_node():
+    policy = _taint_policy()
+    kept = [{"key": "dedicated", "value": "upf", "effect": "NoSchedule"}]
+    assert _admit(policy, CONTROLLER_USER, "node-a", TAINTED, _node(spec__taints=kept)) == []
+    only_ours = _node(spec__taints=[STARTUP])
+    assert _admit(policy, CONTROLLER_USER, "node-a", only_ours, _node(spec__taints=[])) == []
+
+
+@pytest.mark.parametrize(("claim", "new", "refusal"), [
+    ("node-b", _node(spec__taints=[{"key": "dedicated", "value": "upf", "effect": "NoSchedule"}]), "node it runs on"),
+    ("node-a", _node(spec__taints=[STARTUP, {"key": "x", "effect": "NoSchedule"}]),
+     "only remove the eks-multus/not-ready taint"),
+    ("node-a", _node(spec__taints=[]), "only remove the eks-multus/not-ready taint"),
+    ("node-a", _node(spec__unschedulable=True), "no node spec field but the taints"),
+    ("node-a", _node(metadata__labels={"role": "other"}), "labels or annotations"),
+])
+def test_node_taint_policy_refuses_other_nodes_taints_cordons_and_labels(claim, new, refusal):
+    (message,) = _admit(_taint_policy(), CONTROLLER_USER, claim, TAINTED, new)
+    assert refusal in message
+
+
+def test_node_taint_policy_leaves_other_users_alone():
+    assert _admit(_taint_policy(), "system:node:node-a", "node-a", TAINTED, _node(spec__unschedulable=True)) == []
