@@ -115,8 +115,11 @@ class NodeApi:
         self.timeout = timeout
 
     def get_node(self, name: str) -> dict[str, Any]:
-        node = self.core.read_node(name, _request_timeout=self.timeout)
-        return self.core.api_client.sanitize_for_serialization(node)
+        # The raw JSON, not the client's model: remove_taint's JSON-patch `test` compares the taint list with what
+        # the server stores, and the model would rewrite a NoExecute taint's timeAdded ("...Z" -> "...+00:00"), so
+        # the test would fail for as long as such a taint is on the node.
+        response = self.core.read_node(name, _request_timeout=self.timeout, _preload_content=False)
+        return json.loads(response.data)
 
     def multus_pods(self, node_name: str) -> list[dict[str, Any]]:
         pods = self.core.list_namespaced_pod(MULTUS_NAMESPACE, label_selector=MULTUS_POD_SELECTOR,

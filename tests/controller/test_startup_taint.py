@@ -317,3 +317,15 @@ def test_main_starts_the_startup_taint_loop_for_its_node(monkeypatch):
     (client,) = built
     assert client.timeout == (5.0, 7.0)
     assert started[0][3] == {"api_client": shared_client, "timeout": client.timeout}
+
+
+def test_taint_removed_while_a_timed_noexecute_taint_is_on_the_node(api_server, tmp_path):
+    """The JSON-patch `test` compares with what the server stores: a NoExecute taint's timeAdded must reach it
+    exactly as stored ("...Z"), not as the client's model would write it back ("...+00:00")."""
+    unreachable = {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "timeAdded": "2026-11-30T03:35:36Z"}
+    tainted = node()
+    tainted["spec"]["taints"].append(unreachable)
+    fake, api = api_server(tainted, [multus_pod()])
+    worker = st.StartupTaint(api, "n1", sysfs_net=sysfs(tmp_path, multus1="0x1003", multus2="0x1003"))
+    assert worker.step() is True
+    assert fake.node["spec"]["taints"] == [t for t in tainted["spec"]["taints"] if t["key"] != st.TAINT_KEY]
