@@ -443,6 +443,9 @@ ${rules[*]}" || return 1
     write_if_changed "${systemd_unit_dir}/eks-multus-relink.service" "# Written by setup-multus-interfaces.sh (see its header): rename returning Multus ENIs back.
 [Unit]
 Description=eks-multus-cdk: give Multus ENIs back their stable names
+# It reads IMDS; the rule also fires for the ENIs' first add events at boot, before the network is up.
+Wants=network-online.target
+After=network-online.target
 
 [Service]
 Type=oneshot

@@ -56,7 +56,8 @@ def test_boot_run_installs_the_relink_rule_and_unit(netns, imds, script):
     env, exec_start = _unit_env(script)
     assert env == {"MULTUS_RELINK": "1", "MULTUS_INTERFACE_COUNT": "2", "MULTUS_IFNAME_PREFIX": "multus"}
     assert exec_start.endswith("/userdata/setup-multus-interfaces.sh") and os.path.isabs(exec_start)
-    assert "Type=oneshot" in (netns.tmp / "systemd-system" / "eks-multus-relink.service").read_text()
+    unit = (netns.tmp / "systemd-system" / "eks-multus-relink.service").read_text()
+    assert "Type=oneshot" in unit and "After=network-online.target" in unit
 
 
 def test_an_eni_returned_as_net1_gets_its_stable_name_back_while_another_stays_in_its_pod(
