@@ -9,7 +9,7 @@ stays idempotent on retries, updates and deletes is written at the top of `lambd
 
 from __future__ import annotations
 
-from aws_cdk import CustomResource, Duration, Stack, Token
+from aws_cdk import CustomResource, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -17,7 +17,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from eks_multus_cdk.assets import asset_path
-from eks_multus_cdk.compliance import acknowledge, nag_partition
+from eks_multus_cdk.compliance import acknowledge, nag_partition, nag_region
 
 RESOURCE_TYPE = "Custom::SubnetCidrReservation"
 HANDLER = "cidr_reservation.handler.handler"
@@ -96,5 +96,4 @@ class SubnetCidrReservations(Construct):
 
 def _nag_arn(stack: Stack, resource: str) -> str:
     """An ARN as cdk-nag prints it in a finding id (pseudo parameters as `<AWS::...>`)."""
-    region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
-    return f"arn:{nag_partition(stack)}:ec2:{region}:<AWS::AccountId>:{resource}"
+    return f"arn:{nag_partition(stack)}:ec2:{nag_region(stack)}:<AWS::AccountId>:{resource}"

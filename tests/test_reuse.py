@@ -23,6 +23,7 @@ CONSUMER_APP = textwrap.dedent('''
     from eks_multus_cdk.cluster import Cluster
     from eks_multus_cdk.node_group import MultusNodeGroup
     from eks_multus_cdk.network import log_retention
+    from eks_multus_cdk.model import MultusNetwork
 
     class MyStack(Stack):
         @property
@@ -34,9 +35,10 @@ CONSUMER_APP = textwrap.dedent('''
     stack = MyStack(app, "Consumer", env={"region": "eu-west-1"})
     net = Network(stack, "Net", config=config)
     cluster = Cluster(stack, "Eks", config=config, vpc=net.vpc, private_subnets=net.private_subnets)
-    MultusNodeGroup(stack, "Workers", config=config, group=config.node_groups[0], cluster=cluster.cluster,
-                    vpc=net.vpc, node_subnets=net.private_subnets, multus_subnets=net.multus_subnets,
-                    multus_security_group=net.multus_security_group, log_retention=log_retention(config))
+    networks = [MultusNetwork(name=n.name, subnets=s) for n, s in zip(config.multus_networks, net.multus_subnets)]
+    MultusNodeGroup(stack, "Workers", cluster=cluster.cluster, vpc=net.vpc, subnets=net.private_subnets,
+                    networks=networks, multus_security_group=net.multus_security_group,
+                    kubernetes_version=config.kubernetes_version, log_retention=log_retention(config))
     app.synth()
     print(json.dumps({"library": eks_multus_cdk.__file__}))
 ''')
