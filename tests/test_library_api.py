@@ -126,3 +126,17 @@ def test_device_indexes_rejects_two_networks_of_one_name():
     a, b = _network(stack, "media", 20), _network(stack, "media", 40)
     with pytest.raises(ValueError, match="two different networks of that name"):
         device_indexes([("g1", [a]), ("g2", [b])])
+
+
+def test_pod_ranges_of_imported_secondary_cidr_subnets_are_reserved():
+    """Bring-your-own subnets keep the pod-range reservations (before, only `Network` made them)."""
+    from eks_multus_cdk.cidr_reservations import PodRangeReservations
+
+    stack = Stack(App(), "Reserve", env=Environment(region="eu-west-1"))
+    media = _network(stack, "media", 20)
+    reservations = PodRangeReservations(stack, "PodRanges", networks=[media])
+    assert len(reservations.reservations) == 2
+    template = Template.from_stack(stack).to_json()
+    props = sorted((r["Properties"]["Cidr"], r["Properties"]["SubnetId"]) for r in template["Resources"].values()
+                   if r["Type"] == "Custom::SubnetCidrReservation")
+    assert props == [("100.64.20.128/25", "subnet-media0"), ("100.64.21.128/25", "subnet-media1")]
