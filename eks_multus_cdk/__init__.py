@@ -23,25 +23,28 @@ _EXPORTS = {
     "PodAddressSync": "pod_addresses",
     "VpcCniIdentity": "pod_identity",
     "SubnetCidrReservations": "cidr_reservations",
+    "PodRangeReservations": "cidr_reservations",
+    "MultusSubnetLayout": "network",
     "Network": "network",
     "Cluster": "cluster",
     "Bastion": "bastion",
 }
 
 __all__ = [
-    "Bastion", "Cluster", "EniAttacher", "MultusCni", "MultusNetwork", "MultusNodeGroup", "Network", "NodeDrainer",
-    "PodAddressSync", "SubnetCidrReservations", "Taint", "VpcCniIdentity", "device_indexes",
+    "Bastion", "Cluster", "EniAttacher", "MultusCni", "MultusNetwork", "MultusNodeGroup", "MultusSubnetLayout",
+    "Network", "NodeDrainer", "PodAddressSync", "PodRangeReservations", "SubnetCidrReservations", "Taint",
+    "VpcCniIdentity", "device_indexes",
 ]
 
 if TYPE_CHECKING:
     from eks_multus_cdk.bastion import Bastion
-    from eks_multus_cdk.cidr_reservations import SubnetCidrReservations
+    from eks_multus_cdk.cidr_reservations import PodRangeReservations, SubnetCidrReservations
     from eks_multus_cdk.cluster import Cluster
     from eks_multus_cdk.config import Taint
     from eks_multus_cdk.eni_attacher import EniAttacher
     from eks_multus_cdk.model import MultusNetwork, device_indexes
     from eks_multus_cdk.multus import MultusCni
-    from eks_multus_cdk.network import Network
+    from eks_multus_cdk.network import MultusSubnetLayout, Network
     from eks_multus_cdk.node_drainer import NodeDrainer
     from eks_multus_cdk.node_group import MultusNodeGroup
     from eks_multus_cdk.pod_addresses import PodAddressSync

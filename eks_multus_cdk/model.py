@@ -70,8 +70,13 @@ class MultusNetwork:
 
     def pod_range(self, az_index: int) -> ipaddress.IPv4Network:
         """The block reserved for pod addresses: the last `/pod_range_prefix_length` of the AZ's subnet."""
-        subnet = ipaddress.IPv4Network(self.subnet_cidrs[az_index])
-        return list(subnet.subnets(new_prefix=self.pod_range_prefix_length))[-1]
+        return last_block(self.subnet_cidrs[az_index], self.pod_range_prefix_length)
+
+
+def last_block(cidr: str, prefix_length: int) -> ipaddress.IPv4Network:
+    """The last /prefix_length block of `cidr` (a subnet's pod range)."""
+    subnet = ipaddress.IPv4Network(cidr)
+    return ipaddress.IPv4Network((int(subnet.broadcast_address) + 1 - 2 ** (32 - prefix_length), prefix_length))
 
 
 def _subnet_cidr(where: str, subnet: ec2.ISubnet) -> str:

@@ -16,6 +16,7 @@ from constructs import Construct
 from eks_multus_cdk.cidr_reservations import SubnetCidrReservations
 from eks_multus_cdk.compliance import PINNED_AZS, acknowledge
 from eks_multus_cdk.config import LOG_RETENTION_DAYS, AppConfig
+from eks_multus_cdk.model import last_block
 
 PUBLIC = "Public"
 PRIVATE = "Private"
@@ -61,8 +62,7 @@ class MultusSubnetLayout:
     pod_range_prefix_length: int = 25
 
     def pod_range(self, az_index: int) -> ipaddress.IPv4Network:
-        subnet = ipaddress.IPv4Network(self.subnet_cidrs[az_index])
-        return list(subnet.subnets(new_prefix=self.pod_range_prefix_length))[-1]
+        return last_block(self.subnet_cidrs[az_index], self.pod_range_prefix_length)
 
 
 class Network(Construct):

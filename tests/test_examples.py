@@ -108,3 +108,20 @@ def test_two_node_groups_example_renders_each_network_at_its_device_index(fresh_
     assert nad_masters(template) == {
         f"{net}-eu-west-1{az}": iface for net, iface in (("signalling", "multus1"), ("media", "multus2"),
                                                          ("oam", "multus3")) for az in "ab"}
+
+
+@pytest.mark.slow
+def test_installed_package_is_typed_with_ranges_and_a_verify_extra(fresh_venv):
+    code = ("import importlib.metadata as m, importlib.resources as r, json; "
+            "print(json.dumps({'requires': m.requires('eks-multus-cdk'), "
+            "'typed': r.files('eks_multus_cdk').joinpath('py.typed').is_file()}))")
+    run = subprocess.run([str(fresh_venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                         check=True, cwd=fresh_venv)
+    found = json.loads(run.stdout)
+    assert found["typed"]
+    requires = found["requires"]
+    assert "aws-cdk-lib<3,>=2.275" in requires and "constructs<11,>=10" in requires
+    plain = [r for r in requires if "extra ==" not in r]
+    assert not [r for r in plain if r.startswith(("boto3", "kubernetes"))], "verify's deps only in the extra"
+    assert {r.split(";")[0].split("<")[0].split(">")[0] for r in requires if "extra == 'verify'" in r} == {
+        "boto3", "kubernetes"}
