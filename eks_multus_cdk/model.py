@@ -59,6 +59,11 @@ class MultusNetwork:
             if not net.prefixlen <= self.pod_range_prefix_length <= 28:
                 raise ValueError(f"{where}: pod_range_prefix_length {self.pod_range_prefix_length} must lie between "
                                  f"the subnet's /{net.prefixlen} and /28")
+        for route in self.routes:
+            try:
+                ipaddress.IPv4Network(route)
+            except ValueError as err:
+                raise ValueError(f"{where}: route {route!r} is not an IPv4 network ({err})") from None
         if self.plugin not in PLUGINS:
             raise ValueError(f"{where}: plugin {self.plugin!r} is not one of {', '.join(PLUGINS)}")
         if self.ipvlan_mode not in IPVLAN_MODES:

@@ -98,6 +98,9 @@ def test_existing_cluster_example_adds_only_the_multus_parts(fresh_venv, tmp_pat
     assert not types & {"AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EKS::Cluster", "AWS::EC2::NatGateway"}
     assert nad_masters(template) == {"media-eu-west-1a": "multus1", "media-eu-west-1b": "multus1"}
     assert "100.64.11.0/24" in json.dumps(template), "the secondary-CIDR Multus subnet reaches the NADs"
+    reserved = sorted(r["Properties"]["Cidr"] for r in template["Resources"].values()
+                      if r["Type"] == "Custom::SubnetCidrReservation")
+    assert reserved == ["100.64.10.128/25", "100.64.11.128/25"], "imported subnets keep their pod-range reservations"
 
 
 @pytest.mark.slow

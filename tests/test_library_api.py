@@ -8,6 +8,7 @@ names another ENI); the Multus image follows the stack's region, also in an envi
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from aws_cdk import App, Environment, Stack
@@ -140,3 +141,26 @@ def test_pod_ranges_of_imported_secondary_cidr_subnets_are_reserved():
     props = sorted((r["Properties"]["Cidr"], r["Properties"]["SubnetId"]) for r in template["Resources"].values()
                    if r["Type"] == "Custom::SubnetCidrReservation")
     assert props == [("100.64.20.128/25", "subnet-media0"), ("100.64.21.128/25", "subnet-media1")]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"plugin": "macvlan"}, "plugin 'macvlan' is not one of ipvlan, host-device"),
+    ({"ipvlan_mode": "l4"}, "ipvlan_mode 'l4'"),
+    ({"routes": ["10.0.0.0/33"]}, "route '10.0.0.0/33' is not an IPv4 network"),
+    ({"pod_range_prefix_length": 30}, "pod_range_prefix_length 30"),
+    ({"subnet_cidrs": ["100.64.20.0/24"]}, "subnet_cidrs has 1 entries for 2 subnets"),
+])
+def test_a_bad_network_fails_in_one_line_naming_it_and_the_value(kwargs, message):
+    stack = Stack(App(), "Bad")
+    subnets = _network(stack, "media", 20).subnets
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        MultusNetwork(name="media", subnets=subnets, **kwargs)
+    assert str(err.value).startswith("MultusNetwork 'media': ") and "\n" not in str(err.value)
+
+
+def test_subnets_with_token_azs_are_refused():
+    stack = Stack(App(), "Tokens")  # env-agnostic: the VPC's AZs are Fn::GetAZs tokens
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0, subnet_configuration=[
+        ec2.SubnetConfiguration(name="m", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24)])
+    with pytest.raises(ValueError, match="availability zones must be concrete names"):
+        MultusNetwork(name="media", subnets=vpc.isolated_subnets)

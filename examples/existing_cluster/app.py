@@ -12,7 +12,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 
-from eks_multus_cdk import MultusCni, MultusNetwork, MultusNodeGroup
+from eks_multus_cdk import MultusCni, MultusNetwork, MultusNodeGroup, PodRangeReservations
 
 app = App()
 ctx = app.node.get_context("existing")
@@ -48,6 +48,8 @@ workers = MultusNodeGroup(
     asg_name="existing-multus-workers",
 )
 multus = MultusCni(stack, "Multus", cluster=cluster, node_groups=[workers], namespace="telco", whereabouts=False)
+# EC2 must never hand the pod ranges (the last /25 of each Multus subnet) to an ENI of its own.
+PodRangeReservations(stack, "PodRanges", networks=[media])
 CfnOutput(stack, "AsgName", value=workers.asg_name)
 CfnOutput(stack, "EniFunctionName", value=workers.eni_attacher.function.function_name)
 app.synth()
