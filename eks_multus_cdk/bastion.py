@@ -7,7 +7,9 @@ works in the first session. It is cluster admin through an EKS access entry.
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput
+from collections.abc import Sequence
+
+from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -15,7 +17,6 @@ from constructs import Construct
 
 from eks_multus_cdk.cluster import cluster_admin_policies
 from eks_multus_cdk.compliance import PINNED_AZS, acknowledge, managed_policy_finding
-from eks_multus_cdk.config import AppConfig
 
 _BOOT_SCRIPT = """\
 set -euo pipefail
@@ -40,17 +41,23 @@ echo "bastion ready: kubectl ${{release}}"
 
 
 class Bastion(Construct):
-    """An SSM-managed admin host in a private subnet. Attributes: `instance`, `role`, `security_group`."""
+    """An SSM-managed admin host in a private subnet with kubectl and a kubeconfig for `cluster` (cluster-admin
+    access entry, HTTPS to the endpoint allowed from its security group).
+
+    Props: `vpc`, `subnets` (it runs in the first), `cluster` (any eks_v2 ICluster), `kubernetes_version` (of
+    the kubectl it installs), `instance_type`. Attributes: `instance`, `role`, `security_group`. Session command:
+    `aws ssm start-session --target <instance.instance_id>` (the app's stack prints it)."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        config: AppConfig,
         vpc: ec2.IVpc,
-        subnets: list[ec2.ISubnet],
-        cluster: eks.Cluster,
+        subnets: Sequence[ec2.ISubnet],
+        cluster: eks.ICluster,
+        kubernetes_version: str = "1.35",
+        instance_type: str = "t3.small",
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group = ec2.SecurityGroup(
@@ -65,18 +72,19 @@ class Bastion(Construct):
         # update-kubeconfig and `aws eks wait` read the cluster; nothing else is needed.
         self.role.add_to_policy(iam.PolicyStatement(actions=["eks:DescribeCluster"], resources=[cluster.cluster_arn]))
 
-        instance_type = ec2.InstanceType(config.bastion_instance_type)
+        subnets = list(subnets)
+        instance_type_obj = ec2.InstanceType(instance_type)
         # The AMI and the kubectl binary follow the instance type's CPU (a t4g bastion gets arm64 for both).
-        arm = instance_type.architecture == ec2.InstanceArchitecture.ARM_64
+        arm = instance_type_obj.architecture == ec2.InstanceArchitecture.ARM_64
         user_data = ec2.UserData.for_linux()
         user_data.add_commands(_BOOT_SCRIPT.format(
-            version=config.kubernetes_version, region=config.region, cluster=cluster.cluster_name,
+            version=kubernetes_version, region=Stack.of(self).region, cluster=cluster.cluster_name,
             arch="arm64" if arm else "amd64"))
         self.instance = ec2.Instance(
             self, "Instance",
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnets=subnets[:1]),
-            instance_type=instance_type,
+            instance_type=instance_type_obj,
             machine_image=ec2.MachineImage.latest_amazon_linux2023(
                 cpu_type=ec2.AmazonLinuxCpuType.ARM_64 if arm else ec2.AmazonLinuxCpuType.X86_64),
             security_group=self.security_group,
@@ -102,10 +110,9 @@ class Bastion(Construct):
             **PINNED_AZS,
         })
         cluster.connections.allow_default_port_from(self.security_group, "kubectl from the bastion")
-        cluster.grant_access("BastionAdmin", self.role.role_arn, cluster_admin_policies())
-
-        CfnOutput(
-            self, "SessionCommand",
-            value=f"aws ssm start-session --region {config.region} --target {self.instance.instance_id}",
-            description="Opens a shell on the bastion (needs the Session Manager plugin); kubectl is ready there",
-        )
+        if isinstance(cluster, eks.Cluster):
+            # under the cluster, as before 0.2.0's library API: an access entry is never replaced on upgrade
+            cluster.grant_access("BastionAdmin", self.role.role_arn, cluster_admin_policies())
+        else:
+            eks.AccessEntry(self, "AdminAccess", cluster=cluster, principal=self.role.role_arn,
+                            access_policies=cluster_admin_policies())

@@ -9,7 +9,9 @@ stays idempotent on retries, updates and deletes is written at the top of `lambd
 
 from __future__ import annotations
 
-from aws_cdk import CustomResource, Duration, Stack, Token
+from collections.abc import Sequence
+
+from aws_cdk import CustomResource, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -17,7 +19,8 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from eks_multus_cdk.assets import asset_path
-from eks_multus_cdk.compliance import acknowledge, nag_partition
+from eks_multus_cdk.compliance import acknowledge, nag_partition, nag_region
+from eks_multus_cdk.model import MultusNetwork
 
 RESOURCE_TYPE = "Custom::SubnetCidrReservation"
 HANDLER = "cidr_reservation.handler.handler"
@@ -96,5 +99,26 @@ class SubnetCidrReservations(Construct):
 
 def _nag_arn(stack: Stack, resource: str) -> str:
     """An ARN as cdk-nag prints it in a finding id (pseudo parameters as `<AWS::...>`)."""
-    region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
-    return f"arn:{nag_partition(stack)}:ec2:{region}:<AWS::AccountId>:{resource}"
+    return f"arn:{nag_partition(stack)}:ec2:{nag_region(stack)}:<AWS::AccountId>:{resource}"
+
+
+class PodRangeReservations(Construct):
+    """The pod range of every subnet of `networks` (MultusNetworks, created or imported subnets) reserved
+    (explicit) so EC2 never hands those addresses to an ENI itself: use it when you bring your own Multus subnets
+    (`Network` reserves the ranges of the subnets it makes). Attributes: `function` (SubnetCidrReservations),
+    `reservations` (one Custom::SubnetCidrReservation per network and AZ, ids by position)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, networks: Sequence[MultusNetwork],
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function = SubnetCidrReservations(
+            self, "Function", subnets=[s for net in networks for s in net.subnets], log_retention=log_retention)
+        self.reservations = [
+            self.function.reserve(
+                f"PodRange{pos + 1}Az{az_index + 1}", subnet=subnet, cidr=str(net.pod_range(az_index)),
+                reservation_type="explicit",
+                description=f"Multus pod addresses of network {net.name} in {net.availability_zones[az_index]}")
+            for pos, net in enumerate(networks) for az_index, subnet in enumerate(net.subnets)
+        ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from collections.abc import Sequence
+
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_kms as kms
@@ -11,7 +13,6 @@ from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 from constructs import Construct
 
 from eks_multus_cdk.compliance import acknowledge, managed_policy_finding
-from eks_multus_cdk.config import LOG_RETENTION_DAYS, AppConfig
 
 _KUBECTL_PROVIDER_REASON = (
     "aws-cdk-lib's kubectl provider (a Lambda and the custom-resource framework): its roles, managed policies and "
@@ -57,7 +58,12 @@ class Cluster(Construct):
 
     The API endpoint is private unless `endpointPublicAccessCidrs` names who may reach it publicly; then it is
     public (only from those CIDRs) and private. The kubectl provider Lambda runs in the private subnets so it
-    reaches a private endpoint. Attributes: `cluster`, `secrets_key`.
+    reaches a private endpoint.
+
+    Props: `cluster_name`, `vpc`, `private_subnets` (control plane ENIs and the kubectl Lambda),
+    `kubernetes_version`, `service_cidr`, `endpoint_public_access_cidrs`, `admin_role_arns` (cluster-admin access
+    entries), `log_retention` and `log_key` (control-plane log group). Attributes: `cluster` (eks_v2 Cluster),
+    `cluster_name`, `secrets_key`, `log_group`. No CfnOutputs: the app's stack writes them.
     """
 
     def __init__(
@@ -65,39 +71,45 @@ class Cluster(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: AppConfig,
+        cluster_name: str,
         vpc: ec2.IVpc,
-        private_subnets: list[ec2.ISubnet],
+        private_subnets: Sequence[ec2.ISubnet],
+        kubernetes_version: str = "1.35",
+        service_cidr: str = "172.20.0.0/16",
+        endpoint_public_access_cidrs: Sequence[str] = (),
+        admin_role_arns: Sequence[str] = (),
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         log_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        private_subnets = list(private_subnets)
         # The control plane's log group, made here (retention, our key, deleted with the stack) before EKS would
         # create it without either: that needs the cluster's name in advance, so the cluster gets a fixed one.
-        self.cluster_name = config.stack_prefix
+        self.cluster_name = cluster_name
         self.log_group = logs.LogGroup(
             self, "ControlPlaneLogs", log_group_name=f"/aws/eks/{self.cluster_name}/cluster",
-            retention=getattr(logs.RetentionDays, LOG_RETENTION_DAYS[config.log_retention_days]),
+            retention=log_retention,
             encryption_key=log_key, removal_policy=RemovalPolicy.DESTROY,
         )
         self.secrets_key = kms.Key(
             self, "SecretsKey", enable_key_rotation=True, description="EKS envelope encryption of Secrets"
         )
         endpoint = (
-            eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*config.endpoint_public_access_cidrs)
-            if config.endpoint_public_access_cidrs
+            eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*endpoint_public_access_cidrs)
+            if endpoint_public_access_cidrs
             else eks.EndpointAccess.PRIVATE
         )
         self.cluster = eks.Cluster(
             self,
             "Cluster",
             cluster_name=self.cluster_name,
-            version=eks.KubernetesVersion.of(config.kubernetes_version),
+            version=eks.KubernetesVersion.of(kubernetes_version),
             vpc=vpc,
             vpc_subnets=[ec2.SubnetSelection(subnets=private_subnets)],
             endpoint_access=endpoint,
             secrets_encryption_key=self.secrets_key,
             cluster_logging=ALL_LOG_TYPES,
-            service_ipv4_cidr=config.service_cidr,
+            service_ipv4_cidr=service_cidr,
             # Self-managed nodes come from MultusNodeGroup: no Auto Mode, no default node group.
             default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
             default_capacity=0,
@@ -115,14 +127,6 @@ class Cluster(Construct):
             "control plane; AWS maintains it as EKS gains features.",
         })
         _acknowledge_kubectl_provider(self.cluster)
-        for i, arn in enumerate(config.admin_role_arns):
+        for i, arn in enumerate(admin_role_arns):
             self.cluster.grant_access(f"Admin{i + 1}", arn, cluster_admin_policies())
-
-        CfnOutput(self, "ClusterName", value=self.cluster.cluster_name, description="EKS cluster name")
-        CfnOutput(
-            self,
-            "UpdateKubeconfigCommand",
-            value=f"aws eks update-kubeconfig --region {config.region} --name {self.cluster.cluster_name}",
-            description="Writes a kubeconfig for this cluster (run where the API endpoint is reachable)",
-        )
 

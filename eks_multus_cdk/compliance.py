@@ -26,6 +26,14 @@ def nag_partition(scope: IConstruct) -> str:
     return "<AWS::Partition>" if Token.is_unresolved(partition) else partition
 
 
+
+def nag_region(scope: IConstruct) -> str:
+    """The region as cdk-nag prints it inside an ARN finding: the literal region, or `<AWS::Region>` in an
+    environment-agnostic stack (a token must never end up in an acknowledgement id)."""
+    region = Stack.of(scope).region
+    return "<AWS::Region>" if Token.is_unresolved(region) else region
+
+
 PINNED_AZS = {
     "CloudFormation-Validate::W3010": "AZ names are pinned in cdk.json on purpose: synth must not ask AWS which AZs "
     "exist, and each Multus subnet must be in a known AZ."

@@ -11,6 +11,8 @@ function's errors and the ABANDON metric the function writes in embedded metric 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -25,8 +27,9 @@ from aws_cdk.aws_lambda_destinations import SqsDestination
 from constructs import Construct
 
 from eks_multus_cdk.assets import asset_path
-from eks_multus_cdk.compliance import acknowledge, nag_partition
+from eks_multus_cdk.compliance import acknowledge, nag_partition, nag_region
 from eks_multus_cdk.config import MultusNetworkConfig
+from eks_multus_cdk.model import MultusNetwork
 from eks_multus_cdk.naming import OWNER_TAG, device_index
 
 LAUNCH_DETAIL_TYPE = "EC2 Instance-launch Lifecycle Action"
@@ -59,7 +62,7 @@ class EniAttacher(Construct):
         construct_id: str,
         *,
         asg_name: str,
-        networks: tuple[MultusNetworkConfig, ...],
+        networks: Sequence[MultusNetwork | MultusNetworkConfig],
         multus_subnets: list[list[ec2.ISubnet]],
         security_group: ec2.ISecurityGroup,
         log_retention: logs.RetentionDays,
@@ -192,20 +195,22 @@ class EniAttacher(Construct):
         ]
         for statement in statements:
             self.role.add_to_policy(statement)
+        # As cdk-nag prints them: never a token (an environment-agnostic stack's region is `<AWS::Region>`).
+        partition, region = nag_partition(self), nag_region(self)
         acknowledge(self.role, {
             "AwsSolutions-IAM5[Resource::*]": "ec2:DescribeInstances and ec2:DescribeNetworkInterfaces support no "
             "resource-level permissions.",
             f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(self.log_group.node.default_child)}.Arn>:*]":
             "Log streams of this function's own log group.",
-            f"AwsSolutions-IAM5[Resource::arn:{nag_partition(self)}:ec2:{stack.region}:<AWS::AccountId>:network-interface/*]":
+            f"AwsSolutions-IAM5[Resource::arn:{partition}:ec2:{region}:<AWS::AccountId>:network-interface/*]":
             "ENI ids do not exist before the Lambda creates them. Every statement on network-interface/* requires "
             "the ENI to be in a Multus subnet (ec2:Subnet); create requires the owner tag as a request tag, "
             "attach/detach/modify/delete require it as a resource tag, and CreateTags is allowed only inside "
             "CreateNetworkInterface (ec2:CreateAction), so the function cannot tag an existing ENI as its own.",
-            f"AwsSolutions-IAM5[Resource::arn:{nag_partition(self)}:ec2:{stack.region}:<AWS::AccountId>:instance/*]":
+            f"AwsSolutions-IAM5[Resource::arn:{partition}:ec2:{region}:<AWS::AccountId>:instance/*]":
             "Instance ids are unknown at deploy time; attach/detach is limited to instances tagged with this "
             "Auto Scaling group's name.",
-            f"AwsSolutions-IAM5[Resource::arn:{nag_partition(self)}:autoscaling:{stack.region}:<AWS::AccountId>:"
+            f"AwsSolutions-IAM5[Resource::arn:{partition}:autoscaling:{region}:<AWS::AccountId>:"
             f"autoScalingGroup:*:autoScalingGroupName/{asg_name}]":
             "The group's ARN contains a UUID assigned at creation; the name part pins this one group.",
         })

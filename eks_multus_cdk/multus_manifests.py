@@ -109,7 +109,11 @@ def multus_manifests(region: str) -> list[dict[str, Any]]:
     Raises ValueError (naming the region) for a region without a known EKS registry, and if the YAML no longer
     has an image placeholder to replace (so an edited manifest cannot silently keep a wrong image).
     """
-    image = multus_image(region)
+    return multus_manifests_with_image(multus_image(region))
+
+
+def multus_manifests_with_image(image: str) -> list[dict[str, Any]]:
+    """As `multus_manifests`, with the Multus image given (it may hold a CloudFormation token)."""
     objects: list[dict[str, Any]] = []
     for name in MANIFEST_FILES:
         objects.extend(load_manifest_file(asset_path("manifests", "multus", name)))

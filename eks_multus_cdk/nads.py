@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,10 +111,15 @@ def multus_routes(network: MultusNetworkConfig, az_index: int) -> list[str]:
 
 def ipam_config(config: AppConfig, network: MultusNetworkConfig, az_index: int) -> dict[str, Any]:
     """whereabouts when pods talk across nodes, else host-local: both from the same `address_plan`."""
+    return network_ipam(network, az_index, whereabouts=config.cross_node_traffic)
+
+
+def network_ipam(network: Any, az_index: int, *, whereabouts: bool) -> dict[str, Any]:
+    """The IPAM section of a network's NAD in one AZ (`network`: a MultusNetwork or MultusNetworkConfig)."""
     plan = address_plan(network, az_index)
     gw = str(plan.gateway)
     routes = [{"dst": cidr, "gw": gw} for cidr in multus_routes(network, az_index)]
-    if config.cross_node_traffic:
+    if whereabouts:
         return {
             "type": "whereabouts",
             "range": str(plan.subnet),
@@ -132,11 +138,19 @@ def ipam_config(config: AppConfig, network: MultusNetworkConfig, az_index: int) 
 
 def cni_config(config: AppConfig, position: int, az_index: int) -> dict[str, Any]:
     """The CNI network configuration of the network at `position` in the AZ at `az_index`."""
-    network = config.multus_networks[position]
+    return network_cni_config(config.multus_networks[position], position, config.availability_zones[az_index],
+                              az_index, whereabouts=config.cross_node_traffic)
+
+
+def network_cni_config(
+    network: Any, position: int, availability_zone: str, az_index: int, *, whereabouts: bool
+) -> dict[str, Any]:
+    """The CNI configuration of `network`, whose ENI is the node's `position`-th Multus ENI (device index
+    position + 1, interface `naming.interface_name(position)`), in one AZ."""
     interface = naming.interface_name(position)
     cni: dict[str, Any] = {
         "cniVersion": CNI_VERSION,
-        "name": naming.nad_name(network.name, config.availability_zones[az_index]),
+        "name": naming.nad_name(network.name, availability_zone),
         "type": network.plugin,
     }
     if network.plugin == "ipvlan":
@@ -144,29 +158,39 @@ def cni_config(config: AppConfig, position: int, az_index: int) -> dict[str, Any
         cni["mode"] = network.ipvlan_mode
     elif network.plugin == "host-device":
         cni["device"] = interface
-    else:  # config validation rejects other plugins; keep the renderer honest if that list grows
+    else:  # validation rejects other plugins; keep the renderer honest if that list grows
         raise ValueError(f"Multus network {network.name}: no NAD rendering for plugin {network.plugin!r}")
-    cni["ipam"] = ipam_config(config, network, az_index)
+    cni["ipam"] = network_ipam(network, az_index, whereabouts=whereabouts)
     return cni
 
 
 def network_attachment_definitions(config: AppConfig) -> list[dict[str, Any]]:
     """One NetworkAttachmentDefinition per (network, AZ), networks in config order, AZs in config order."""
+    return render_nads([(net, pos, tuple(config.availability_zones)) for pos, net in
+                        enumerate(config.multus_networks)],
+                       namespace=config.network_namespace, whereabouts=config.cross_node_traffic)
+
+
+def render_nads(
+    networks: Sequence[tuple[Any, int, Sequence[str]]], *, namespace: str, whereabouts: bool
+) -> list[dict[str, Any]]:
+    """One NetworkAttachmentDefinition per (network, AZ), for (network, position, AZ names in subnet order)."""
     nads = []
-    for position, network in enumerate(config.multus_networks):
-        for az_index, az in enumerate(config.availability_zones):
+    for network, position, azs in networks:
+        for az_index, az in enumerate(azs):
             nads.append({
                 "apiVersion": NAD_API_VERSION,
                 "kind": NAD_KIND,
                 "metadata": {
                     "name": naming.nad_name(network.name, az),
-                    "namespace": config.network_namespace,
+                    "namespace": namespace,
                     "labels": {
                         "app.kubernetes.io/part-of": "eks-multus",
                         "topology.kubernetes.io/zone": az,
                     },
                 },
-                "spec": {"config": json.dumps(cni_config(config, position, az_index), separators=(",", ":"))},
+                "spec": {"config": json.dumps(network_cni_config(network, position, az, az_index,
+                                                                 whereabouts=whereabouts), separators=(",", ":"))},
             })
     return nads
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import jsii
 from aws_cdk import CustomResource, Fn, RemovalPolicy, Stack
@@ -14,7 +16,7 @@ from constructs import Construct
 from eks_multus_cdk.cidr_reservations import SubnetCidrReservations
 from eks_multus_cdk.compliance import PINNED_AZS, acknowledge
 from eks_multus_cdk.config import LOG_RETENTION_DAYS, AppConfig
-from eks_multus_cdk.nads import subnet_cidr_reservations
+from eks_multus_cdk.model import last_block
 
 PUBLIC = "Public"
 PRIVATE = "Private"
@@ -50,8 +52,26 @@ class _ConfiguredCidrs:
         return ec2.SubnetIpamOptions(allocated_subnets=allocated)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MultusSubnetLayout:
+    """The subnets `Network` makes for one Multus network: a CIDR per AZ (AZ order) and the size of each
+    subnet's pod range (its last `/pod_range_prefix_length`, reserved for pod addresses)."""
+
+    name: str
+    subnet_cidrs: Sequence[str]
+    pod_range_prefix_length: int = 25
+
+    def pod_range(self, az_index: int) -> ipaddress.IPv4Network:
+        return last_block(self.subnet_cidrs[az_index], self.pod_range_prefix_length)
+
+
 class Network(Construct):
     """VPC, IGW, NAT gateways, public/private/Multus subnets, flow logs and the Multus security group.
+
+    Props: `vpc_cidr`, `availability_zones` (concrete names), `public_subnet_cidrs` and `private_subnet_cidrs`
+    (one per AZ), `multus` (a MultusSubnetLayout per Multus network, in network order), `nat_gateways`,
+    `multus_ingress_from_vpc` (all traffic from the VPC CIDR into the Multus ENIs), `telco_peer_cidrs` (GTP/PFCP
+    UDP and Diameter/S1AP SCTP in from those CIDRs), `log_retention`, `log_key` (flow logs).
 
     Attributes: `vpc`, `private_subnets`, `public_subnets`, `multus_subnets` (one list per Multus network,
     in AZ order), `multus_security_group`, `flow_log_group`, `cidr_reservations` (the reservation function),
@@ -59,15 +79,34 @@ class Network(Construct):
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: AppConfig, log_key: kms.IKey | None = None
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc_cidr: str,
+        availability_zones: Sequence[str],
+        public_subnet_cidrs: Sequence[str],
+        private_subnet_cidrs: Sequence[str],
+        multus: Sequence[MultusSubnetLayout],
+        nat_gateways: int = 1,
+        multus_ingress_from_vpc: bool = True,
+        telco_peer_cidrs: Sequence[str] = (),
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        log_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        azs = list(config.availability_zones)
+        azs = list(availability_zones)
+        for what, cidrs_of in [("public_subnet_cidrs", public_subnet_cidrs),
+                               ("private_subnet_cidrs", private_subnet_cidrs),
+                               *((f"multus[{layout.name!r}].subnet_cidrs", layout.subnet_cidrs)
+                                 for layout in multus)]:
+            if len(cidrs_of) != len(azs):
+                raise ValueError(f"Network: {what} has {len(cidrs_of)} CIDRs for {len(azs)} availability zones")
         cidrs: dict[tuple[str, str], str] = {}
         for i, az in enumerate(azs):
-            cidrs[(PUBLIC, az)] = config.public_subnet_cidrs[i]
-            cidrs[(PRIVATE, az)] = config.private_subnet_cidrs[i]
-            for pos, net in enumerate(config.multus_networks):
+            cidrs[(PUBLIC, az)] = public_subnet_cidrs[i]
+            cidrs[(PRIVATE, az)] = private_subnet_cidrs[i]
+            for pos, net in enumerate(multus):
                 cidrs[(multus_group_name(pos), az)] = net.subnet_cidrs[i]
 
         def mask(cidr: str) -> int:
@@ -75,32 +114,32 @@ class Network(Construct):
 
         subnet_configuration = [
             ec2.SubnetConfiguration(name=PUBLIC, subnet_type=ec2.SubnetType.PUBLIC,
-                                    cidr_mask=mask(config.public_subnet_cidrs[0])),
+                                    cidr_mask=mask(public_subnet_cidrs[0])),
             ec2.SubnetConfiguration(name=PRIVATE, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
-                                    cidr_mask=mask(config.private_subnet_cidrs[0])),
+                                    cidr_mask=mask(private_subnet_cidrs[0])),
         ] + [
             # Multus subnets carry pod traffic between nodes inside the VPC: no internet route.
             ec2.SubnetConfiguration(name=multus_group_name(pos), subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
                                     cidr_mask=mask(net.subnet_cidrs[0]))
-            for pos, net in enumerate(config.multus_networks)
+            for pos, net in enumerate(multus)
         ]
         self.flow_log_group = logs.LogGroup(
-            self, "FlowLogs", retention=log_retention(config), removal_policy=RemovalPolicy.DESTROY,
+            self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY,
             encryption_key=log_key,
         )
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
-            ip_addresses=_ConfiguredCidrs(config.vpc_cidr, cidrs),
+            ip_addresses=_ConfiguredCidrs(vpc_cidr, cidrs),
             availability_zones=azs,
-            nat_gateways=config.nat_gateway_count,
+            nat_gateways=nat_gateways,
             subnet_configuration=subnet_configuration,
             restrict_default_security_group=True,
             flow_logs={"All": ec2.FlowLogOptions(destination=ec2.FlowLogDestination.to_cloud_watch_logs(
                 self.flow_log_group))},
         )
         acknowledge(self.vpc, PINNED_AZS)
-        self.restrict_default_sg_log_group = _restrict_default_sg_log_group(self, self.vpc, log_retention(config))
+        self.restrict_default_sg_log_group = _restrict_default_sg_log_group(self, self.vpc, log_retention)
         self.public_subnets = list(self.vpc.public_subnets)
         self.private_subnets = list(self.vpc.private_subnets)
         for subnet in self.public_subnets:
@@ -109,7 +148,7 @@ class Network(Construct):
             subnet.node.default_child.tags.set_tag("kubernetes.io/role/internal-elb", "1")
         self.multus_subnets: list[list[ec2.ISubnet]] = [
             list(self.vpc.select_subnets(subnet_group_name=multus_group_name(pos)).subnets)
-            for pos in range(len(config.multus_networks))
+            for pos in range(len(multus))
         ]
 
         self.multus_security_group = ec2.SecurityGroup(
@@ -117,10 +156,10 @@ class Network(Construct):
             description="Multus ENIs: traffic between Multus pods inside the VPC",
         )
         sg = self.multus_security_group
-        if config.multus_ingress_from_vpc:
-            sg.add_ingress_rule(ec2.Peer.ipv4(config.vpc_cidr), ec2.Port.all_traffic(), "Multus traffic from the VPC")
-        sg.add_egress_rule(ec2.Peer.ipv4(config.vpc_cidr), ec2.Port.all_traffic(), "Multus traffic inside the VPC")
-        for cidr in config.telco_peer_cidrs:
+        if multus_ingress_from_vpc:
+            sg.add_ingress_rule(ec2.Peer.ipv4(vpc_cidr), ec2.Port.all_traffic(), "Multus traffic from the VPC")
+        sg.add_egress_rule(ec2.Peer.ipv4(vpc_cidr), ec2.Port.all_traffic(), "Multus traffic inside the VPC")
+        for cidr in telco_peer_cidrs:
             for port in TELCO_UDP_PORTS:
                 sg.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.udp(port), f"telco UDP {port}")
             for port in TELCO_SCTP_PORTS:
@@ -135,14 +174,14 @@ class Network(Construct):
         # resource, not AWS::EC2::SubnetCidrReservation: that type is missing in most regions' CloudFormation.
         self.cidr_reservations = SubnetCidrReservations(
             self, "CidrReservations", subnets=[s for subnets in self.multus_subnets for s in subnets],
-            log_retention=log_retention(config))
+            log_retention=log_retention)
         self.pod_range_reservations: list[CustomResource] = [
             self.cidr_reservations.reserve(
-                f"PodRangeReservation{r['position'] + 1}Az{r['az_index'] + 1}",
-                subnet=self.multus_subnets[r["position"]][r["az_index"]],
-                cidr=r["cidr"], reservation_type=r["type"], description=r["description"],
+                f"PodRangeReservation{pos + 1}Az{az_index + 1}",
+                subnet=self.multus_subnets[pos][az_index], cidr=str(net.pod_range(az_index)),
+                reservation_type="explicit", description=f"Multus pod addresses of network {net.name} in {az}",
             )
-            for r in subnet_cidr_reservations(config)
+            for pos, net in enumerate(multus) for az_index, az in enumerate(azs)
         ]
 
 

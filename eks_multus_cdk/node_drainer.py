@@ -37,7 +37,7 @@ from aws_cdk.aws_lambda_destinations import SqsDestination
 from constructs import Construct
 
 from eks_multus_cdk.assets import asset_path
-from eks_multus_cdk.compliance import acknowledge, managed_policy_finding, nag_partition
+from eks_multus_cdk.compliance import acknowledge, managed_policy_finding, nag_partition, nag_region
 from eks_multus_cdk.multus_manifests import load_manifest_file
 
 HANDLER = "node_drainer.handler.handler"
@@ -167,7 +167,7 @@ class NodeDrainer(Construct):
             "no resource-level permissions.",
             f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(self.log_group.node.default_child)}.Arn>:*]":
             "Log streams of this function's own log group.",
-            f"AwsSolutions-IAM5[Resource::arn:{nag_partition(self)}:autoscaling:{stack.region}:<AWS::AccountId>:"
+            f"AwsSolutions-IAM5[Resource::arn:{nag_partition(self)}:autoscaling:{nag_region(self)}:<AWS::AccountId>:"
             f"autoScalingGroup:*:autoScalingGroupName/{asg_name}]":
             "The group's ARN contains a UUID assigned at creation; the name part pins this one group.",
         })

@@ -14,20 +14,24 @@ import base64
 import gzip
 import json
 import shlex
+from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack, Token
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.compliance import acknowledge, managed_policy_finding
-from eks_multus_cdk.config import AppConfig, NodeGroupConfig, Taint
+from eks_multus_cdk.config import NodeGroupConfig, Taint
 from eks_multus_cdk.eni_attacher import EniAttacher
+from eks_multus_cdk.model import MultusNetwork
 from eks_multus_cdk.multus_manifests import MANIFEST_FILES, load_manifest_file
-from eks_multus_cdk.naming import IFNAME_PREFIX, INTERFACE_COUNT_LABEL, STARTUP_TAINT_KEY, asg_name
+from eks_multus_cdk.naming import IFNAME_PREFIX, INTERFACE_COUNT_LABEL, STARTUP_TAINT_KEY
 from eks_multus_cdk.node_drainer import DRAIN_DEADLINE_SECONDS, PEER_WAIT_SECONDS, NodeDrainer
 
 LAUNCH_HOOK = "multus-eni-launch"
@@ -103,17 +107,21 @@ def node_ami_parameter(kubernetes_version: str, architecture: ec2.InstanceArchit
 
 
 def node_config(
-    *, cluster_name: str, endpoint: str, certificate_authority: str, service_cidr: str, group: NodeGroupConfig,
+    *, cluster_name: str, endpoint: str, certificate_authority: str, service_cidr: str,
+    group: NodeGroupConfig | None = None, labels: Mapping[str, str] | None = None, taints: Sequence[Taint] = (),
     max_pods: str | None = None, startup_taint: bool = False, multus_interfaces: int | None = None,
 ) -> str:
-    """nodeadm NodeConfig document (JSON is valid YAML; CDK tokens stay plain strings inside it)."""
+    """nodeadm NodeConfig document (JSON is valid YAML; CDK tokens stay plain strings inside it). Labels and
+    taints come from `group` when given, else from `labels` and `taints`."""
     flags = []
-    labels = dict(group.labels)
+    if group is not None:
+        labels, taints = group.labels, group.taints
+    labels = dict(labels or {})
     if multus_interfaces is not None:
         labels[INTERFACE_COUNT_LABEL] = str(multus_interfaces)
     if labels:
         flags.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
-    taints = [*group.taints, *([STARTUP_TAINT] if startup_taint else [])]
+    taints = [*taints, *([STARTUP_TAINT] if startup_taint else [])]
     if taints:
         flags.append("--register-with-taints=" + ",".join(f"{t.key}={t.value}:{t.effect}" for t in taints))
     spec: dict = {
@@ -173,15 +181,43 @@ def rolling_update_policy(min_size: int, max_size: int) -> autoscaling.UpdatePol
         pause_time=ROLLING_PAUSE, wait_on_resource_signals=False, suspend_processes=list(ROLLING_SUSPENDED))
 
 
+def check_network_azs(group: str, subnets: Sequence[ec2.ISubnet], networks: Sequence[MultusNetwork]) -> None:
+    """Every network carried by the group has a subnet in each AZ its nodes run in (the ENI Lambda attaches the
+    ENI from the instance's own AZ), and no network is listed twice; else ValueError naming group and network."""
+    if not networks:
+        raise ValueError(f"node group {group!r}: networks is empty (a Multus node group carries at least one)")
+    names = [n.name for n in networks]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"node group {group!r}: Multus network {name!r} is listed twice")
+    node_azs = [s.availability_zone for s in subnets]
+    if any(Token.is_unresolved(az) for az in node_azs):
+        return
+    for net in networks:
+        missing = sorted(set(node_azs) - set(net.availability_zones))
+        if missing:
+            raise ValueError(f"node group {group!r}: Multus network {net.name!r} has no subnet in "
+                             f"{', '.join(missing)}, where the group's nodes run")
+
+
 class MultusNodeGroup(Construct):
-    """A self-managed Auto Scaling group of EKS nodes, each with one ENI per Multus network.
+    """A self-managed Auto Scaling group of EKS nodes, each with one ENI per Multus network it carries.
+
+    Props (keyword-only): `cluster` (any eks_v2 ICluster, created or imported), `vpc`, `subnets` (where the nodes
+    run; every network must have a subnet in each of their AZs), `networks` (the MultusNetworks the nodes carry,
+    in device order: the first gets device index 1, interface multus1), `multus_security_group` (on the Multus
+    ENIs), `kubernetes_version`, `instance_type`, `min_size`, `max_size`, `volume_size` (GiB), `labels`, `taints`,
+    `service_cidr` (the cluster's), `asg_name` (default: `<stack name>-<construct id>`), `node_ssm` (Session
+    Manager on the nodes), `pod_address_sync` (the cluster runs PodAddressSync: its host-network pods count in
+    max pods), `startup_taint`, `log_retention`, `log_key`, `drainer_subnets` (where the drain Lambda runs;
+    default: `subnets`).
 
     Attributes: `auto_scaling_group`, `launch_template`, `role`, `eni_attacher`, `node_drainer`, `access_entry`,
-    `asg_name`, `max_pods_expression`.
+    `asg_name`, `networks`, `instance_type`, `max_pods_expression`.
 
     `startup_taint=True` registers every node with the NoSchedule taint `STARTUP_TAINT`; only do that where
-    something removes it (the app sets it when it deploys the pod-address controller, i.e. `crossNodeTraffic`):
-    otherwise no pod without a toleration would ever schedule on the group.
+    something removes it (PodAddressSync's controller; the app sets it with `crossNodeTraffic`): otherwise no pod
+    without a toleration would ever schedule on the group.
     """
 
     def __init__(
@@ -189,21 +225,35 @@ class MultusNodeGroup(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: AppConfig,
-        group: NodeGroupConfig,
         cluster: eks.ICluster,
         vpc: ec2.IVpc,
-        node_subnets: list[ec2.ISubnet],
-        multus_subnets: list[list[ec2.ISubnet]],
+        subnets: Sequence[ec2.ISubnet],
+        networks: Sequence[MultusNetwork],
         multus_security_group: ec2.ISecurityGroup,
-        log_retention,  # noqa: ANN001 - aws_logs.RetentionDays
-        log_key=None,  # noqa: ANN001 - aws_kms.IKey: encrypts the ENI Lambda's log group
+        kubernetes_version: str,
+        instance_type: str = "c5.large",
+        min_size: int = 1,
+        max_size: int = 2,
+        volume_size: int = 20,
+        labels: Mapping[str, str] | None = None,
+        taints: Sequence[Taint] = (),
+        service_cidr: str = "172.20.0.0/16",
+        asg_name: str | None = None,
+        node_ssm: bool = False,
+        pod_address_sync: bool = False,
         startup_taint: bool = False,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        log_key: kms.IKey | None = None,
+        drainer_subnets: Sequence[ec2.ISubnet] | None = None,
     ) -> None:
+        check_network_azs(construct_id, subnets, networks)
         super().__init__(scope, construct_id)
+        self.networks: tuple[MultusNetwork, ...] = tuple(networks)
+        self.instance_type = instance_type
         # A fixed name lets the EventBridge rule and the IAM policy name the group without a dependency cycle.
-        self.asg_name = asg_name(config.stack_prefix, group.name)
-        instance_type = ec2.InstanceType(group.instance_type)
+        self.asg_name = asg_name or f"{Stack.of(self).stack_name}-{construct_id}"
+        node_subnets = list(subnets)
+        instance_type_obj = ec2.InstanceType(instance_type)
 
         self.role = iam.Role(
             self, "Role",
@@ -211,7 +261,7 @@ class MultusNodeGroup(Construct):
             description=f"EKS worker nodes of {self.asg_name}",
             # No AmazonEKS_CNI_Policy: the VPC CNI has its own Pod Identity role (pod_identity.VpcCniIdentity).
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(name) for name in node_managed_policies(
-                ssm=config.node_ssm)],
+                ssm=node_ssm)],
         )
         acknowledge(self.role, {
             managed_policy_finding("AmazonEKSWorkerNodePolicy"): "EKS's documented node policy for self-managed "
@@ -220,7 +270,7 @@ class MultusNodeGroup(Construct):
             managed_policy_finding("AmazonEC2ContainerRegistryPullOnly"): "Pull-only ECR access for the EKS add-on "
             "and Multus images; no push or delete. Host-network processes only (IMDS hop limit 1).",
             **({managed_policy_finding("AmazonSSMManagedInstanceCore"): "nodeSsm is on: Session Manager access to "
-                "nodes instead of SSH keys. Host-network processes only (IMDS hop limit 1)."} if config.node_ssm
+                "nodes instead of SSH keys. Host-network processes only (IMDS hop limit 1)."} if node_ssm
                else {}),
         })
         self.access_entry = eks.AccessEntry(
@@ -229,25 +279,25 @@ class MultusNodeGroup(Construct):
         )
 
         self.max_pods_expression = max_pods_expression(
-            len(config.multus_networks), host_network_daemonsets(config.cross_node_traffic))
+            len(self.networks), host_network_daemonsets(pod_address_sync))
         user_data = ec2.MultipartUserData()
         user_data.add_part(ec2.MultipartBody.from_raw_body(
             content_type="application/node.eks.aws",
             body=node_config(
                 cluster_name=cluster.cluster_name, endpoint=cluster.cluster_endpoint,
                 certificate_authority=cluster.cluster_certificate_authority_data,
-                service_cidr=config.service_cidr, group=group, max_pods=self.max_pods_expression,
-                startup_taint=startup_taint, multus_interfaces=len(config.multus_networks),
+                service_cidr=service_cidr, labels=labels, taints=taints, max_pods=self.max_pods_expression,
+                startup_taint=startup_taint, multus_interfaces=len(self.networks),
             ),
         ))
         user_data.add_part(ec2.MultipartBody.from_raw_body(
-            content_type='text/x-shellscript; charset="utf-8"', body=interface_script(len(config.multus_networks))))
+            content_type='text/x-shellscript; charset="utf-8"', body=interface_script(len(self.networks))))
 
         self.launch_template = ec2.LaunchTemplate(
             self, "LaunchTemplate",
-            instance_type=instance_type,
+            instance_type=instance_type_obj,
             machine_image=ec2.MachineImage.from_ssm_parameter(
-                node_ami_parameter(config.kubernetes_version, instance_type.architecture)),
+                node_ami_parameter(kubernetes_version, instance_type_obj.architecture)),
             role=self.role,
             security_group=cluster.cluster_security_group,
             user_data=user_data,
@@ -257,34 +307,33 @@ class MultusNodeGroup(Construct):
             detailed_monitoring=True,
             block_devices=[ec2.BlockDevice(
                 device_name="/dev/xvda",
-                volume=ec2.BlockDeviceVolume.ebs(group.volume_size, encrypted=True,
+                volume=ec2.BlockDeviceVolume.ebs(volume_size, encrypted=True,
                                                  volume_type=ec2.EbsDeviceVolumeType.GP3),
             )],
         )
 
         self.eni_attacher = EniAttacher(
-            self, "EniAttacher", asg_name=self.asg_name, networks=config.multus_networks,
-            multus_subnets=multus_subnets, security_group=multus_security_group, log_retention=log_retention,
+            self, "EniAttacher", asg_name=self.asg_name, networks=self.networks,
+            multus_subnets=[list(net.subnets) for net in self.networks], security_group=multus_security_group,
+            log_retention=log_retention,
             log_key=log_key,
             launch_hook_name=LAUNCH_HOOK,
         )
         self.node_drainer = NodeDrainer(
             self, "Drainer", asg_name=self.asg_name, hook_name=DRAIN_HOOK, cluster=cluster, vpc=vpc,
-            subnets=node_subnets, log_retention=log_retention, log_key=log_key,
+            subnets=list(drainer_subnets or node_subnets), log_retention=log_retention, log_key=log_key,
             startup_taint_key=STARTUP_TAINT.key if startup_taint else None,
         )
         self.auto_scaling_group = autoscaling.AutoScalingGroup(
             self, "Group",
             auto_scaling_group_name=self.asg_name,
             vpc=vpc,
-            vpc_subnets=ec2.SubnetSelection(subnets=[
-                s for s in node_subnets if not group.availability_zones or s.availability_zone in
-                group.availability_zones]),
+            vpc_subnets=ec2.SubnetSelection(subnets=node_subnets),
             launch_template=self.launch_template,
             # min/max only (no desired capacity): a deploy never resets the size scaling chose.
-            min_capacity=group.min_size,
-            max_capacity=group.max_size,
-            update_policy=rolling_update_policy(group.min_size, group.max_size),
+            min_capacity=min_size,
+            max_capacity=max_size,
+            update_policy=rolling_update_policy(min_size, max_size),
         )
         self.auto_scaling_group.node.default_child.lifecycle_hook_specification_list = [
             autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(

@@ -19,10 +19,10 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from aws_cdk import Stack, Token
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -32,8 +32,12 @@ from eks_multus_cdk import naming
 from eks_multus_cdk.assets import asset_path
 from eks_multus_cdk.compliance import acknowledge, nag_partition
 from eks_multus_cdk.config import AppConfig
+from eks_multus_cdk.model import MultusNetwork, device_indexes
 from eks_multus_cdk.multus_manifests import load_manifest_file
 from eks_multus_cdk.pod_identity import pod_identity_principal
+
+if TYPE_CHECKING:
+    from eks_multus_cdk.node_group import MultusNodeGroup
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "multus-pod-address-sync"
@@ -65,6 +69,11 @@ def pod_ranges(config: AppConfig) -> list[str]:
         for network in config.multus_networks
         for az_index in range(len(config.availability_zones))
     ]
+
+
+def network_pod_ranges(networks: Sequence[MultusNetwork]) -> list[str]:
+    """Every network's pod range in each of its AZs (subnet order)."""
+    return [str(net.pod_range(i)) for net in networks for i in range(len(net.subnet_cidrs))]
 
 
 def render_whereabouts(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -132,7 +141,12 @@ def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 def image_platform(config: AppConfig) -> ecr_assets.Platform:
     """linux/arm64 when every node group is Graviton, linux/amd64 when none is; one image cannot serve both."""
-    arm = {bool(_ARM_FAMILY.match(ng.instance_type)) for ng in config.node_groups}
+    return platform_for(ng.instance_type for ng in config.node_groups)
+
+
+def platform_for(instance_types: Iterable[str]) -> ecr_assets.Platform:
+    """As `image_platform`, for instance type names."""
+    arm = {bool(_ARM_FAMILY.match(t)) for t in instance_types}
     if len(arm) > 1:
         raise ValueError(
             "node groups mix Graviton (arm64) and x86_64 instance types; the pod-address controller image is "
@@ -147,6 +161,12 @@ def image_platform(config: AppConfig) -> ecr_assets.Platform:
 class PodAddressSync(Construct):
     """whereabouts plus the per-node pod-address controller, with its image, IAM role and Pod Identity.
 
+    Props: `cluster`; `node_groups` (the MultusNodeGroups whose Multus ENIs get pod addresses: the controller may
+    touch only ENIs tagged with their Auto Scaling group names, in their networks' subnets, inside their pod
+    ranges); `owner_prefix` (every group's `asg_name` starts with `<owner_prefix>-`; the controller skips ENIs of
+    other owners); `install_pod_identity_agent`. Use it with `MultusCni(whereabouts=True)` and node groups built
+    with `pod_address_sync=True, startup_taint=True`.
+
     Attributes: `image` (DockerImageAsset), `role` (IAM role of the controller), `manifest` (controller
     KubernetesManifest), `whereabouts_manifest`, `association` (CfnPodIdentityAssociation), `addon` (the Pod
     Identity agent add-on, None unless `install_pod_identity_agent`: off by default, because `VpcCniIdentity`
@@ -159,12 +179,17 @@ class PodAddressSync(Construct):
         construct_id: str,
         *,
         cluster: eks.ICluster,
-        config: AppConfig,
+        node_groups: Sequence[MultusNodeGroup],
+        owner_prefix: str,
         install_pod_identity_agent: bool = False,
-        multus_subnets: list[list[ec2.ISubnet]] | None = None,
     ) -> None:
-        if not config.cross_node_traffic:
-            raise ValueError("PodAddressSync is only for crossNodeTraffic: true (host-local needs no controller)")
+        for ng in node_groups:
+            if not ng.asg_name.startswith(f"{owner_prefix}-"):
+                raise ValueError(f"PodAddressSync: node group {ng.node.id!r} (Auto Scaling group {ng.asg_name!r}) "
+                                 f"does not start with owner_prefix {owner_prefix!r} + '-'")
+        networks = [net for net, _ in device_indexes((ng.node.id, ng.networks) for ng in node_groups).values()]
+        if not networks:
+            raise ValueError("PodAddressSync: node_groups carry no Multus network")
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
 
@@ -172,7 +197,7 @@ class PodAddressSync(Construct):
             self,
             "Image",
             directory=str(asset_path("controller")),
-            platform=image_platform(config),
+            platform=platform_for(ng.instance_type for ng in node_groups),
             exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"],
         )
 
@@ -206,12 +231,12 @@ class PodAddressSync(Construct):
                 # groups whose stack prefix merely starts the same way.
                 conditions={
                     "StringEquals": {f"ec2:ResourceTag/{naming.OWNER_TAG}": [
-                        naming.asg_name(config.stack_prefix, group.name) for group in config.node_groups]},
+                        ng.asg_name for ng in node_groups]},
                     # And only ENIs in the Multus subnets (the Service Authorization Reference lists ec2:Subnet
                     # for both actions on network-interface): a mis-tagged ENI elsewhere stays out of reach.
-                    **({"ArnEquals": {"ec2:Subnet": [
+                    "ArnEquals": {"ec2:Subnet": [
                         stack.format_arn(service="ec2", resource="subnet", resource_name=s.subnet_id)
-                        for subnets in multus_subnets for s in subnets]}} if multus_subnets else {}),
+                        for net in networks for s in net.subnets]},
                 },
             )
         )
@@ -229,9 +254,9 @@ class PodAddressSync(Construct):
         controller_objects = render_controller(
             load_manifests("pod-address-sync", CONTROLLER_FILES),
             image=self.image.image_uri,
-            pod_ranges=pod_ranges(config),
+            pod_ranges=network_pod_ranges(networks),
             region=stack.region,
-            owner_prefix=config.stack_prefix,
+            owner_prefix=owner_prefix,
         )
         self.association = eks.CfnPodIdentityAssociation(
             self,

@@ -8,6 +8,7 @@ from aws_cdk.assertions import Match, Template
 from eks_multus_cdk.cluster import Cluster
 from eks_multus_cdk.network import Network
 from stacks.base import PinnedAzStack
+from stacks.props import network_props
 from tests.conftest import resources
 
 
@@ -73,8 +74,10 @@ def test_public_endpoint_and_admin_roles_from_config(make_config):
     config = make_config(endpointPublicAccessCidrs='["198.51.100.0/24"]',
                          adminRoleArns='["arn:aws:iam::111122223333:role/Admin"]')
     stack = PinnedAzStack(App(), "Variant", config=config)
-    network = Network(stack, "Network", config=config)
-    Cluster(stack, "Cluster", config=config, vpc=network.vpc, private_subnets=network.private_subnets)
+    network = Network(stack, "Network", **network_props(config))
+    Cluster(stack, "Cluster", cluster_name=config.stack_prefix, vpc=network.vpc,
+            private_subnets=network.private_subnets, kubernetes_version=config.kubernetes_version,
+            endpoint_public_access_cidrs=config.endpoint_public_access_cidrs, admin_role_arns=config.admin_role_arns)
     template = Template.from_stack(stack)
     template.has_resource_properties("AWS::EKS::Cluster", {"ResourcesVpcConfig": Match.object_like({
         "EndpointPublicAccess": True, "EndpointPrivateAccess": True, "PublicAccessCidrs": ["198.51.100.0/24"]})})

@@ -87,12 +87,14 @@ def test_a_graviton_bastion_gets_an_arm64_image_and_kubectl(tmp_path):
     from eks_multus_cdk.cluster import Cluster
     from eks_multus_cdk.network import Network
     from stacks.base import PinnedAzStack
+    from stacks.props import network_props
 
     config = shipped(bastionInstanceType="t4g.small")
     stack = PinnedAzStack(App(outdir=str(tmp_path)), "Arm", config=config, env={"region": config.region})
-    net = Network(stack, "Net", config=config)
-    eks = Cluster(stack, "Eks", config=config, vpc=net.vpc, private_subnets=net.private_subnets)
-    Bastion(stack, "Bastion", config=config, vpc=net.vpc, subnets=net.private_subnets, cluster=eks.cluster)
+    net = Network(stack, "Net", **network_props(config))
+    eks = Cluster(stack, "Eks", cluster_name=config.stack_prefix, vpc=net.vpc, private_subnets=net.private_subnets)
+    Bastion(stack, "Bastion", vpc=net.vpc, subnets=net.private_subnets, cluster=eks.cluster,
+            instance_type=config.bastion_instance_type)
     template = json.dumps(_template(stack))
     assert "al2023-ami-kernel-6.1-arm64" in template and "x86_64" not in template
     assert "/bin/linux/arm64/kubectl" in template and "/bin/linux/amd64/" not in template

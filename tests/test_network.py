@@ -10,6 +10,7 @@ from aws_cdk.assertions import Match, Template
 
 from eks_multus_cdk.network import Network
 from stacks.base import PinnedAzStack
+from stacks.props import network_props
 from tests.conftest import resources
 
 
@@ -135,7 +136,7 @@ def _logical_id(template: dict, prefix: str) -> str:
 def variant_network(make_config):
     config = make_config(natGateways=1, telcoPeerCidrs='["192.0.2.0/24"]', multusIngressFromVpc="false")
     stack = PinnedAzStack(App(), "Variant", config=config)
-    Network(stack, "Network", config=config)
+    Network(stack, "Network", **network_props(config))
     return Template.from_stack(stack)
 
 

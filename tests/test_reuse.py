@@ -19,10 +19,11 @@ CONSUMER_APP = textwrap.dedent('''
     from aws_cdk import App, Stack
     import eks_multus_cdk
     from eks_multus_cdk.config import parse_config
-    from eks_multus_cdk.network import Network
+    from eks_multus_cdk.network import MultusSubnetLayout, Network
     from eks_multus_cdk.cluster import Cluster
     from eks_multus_cdk.node_group import MultusNodeGroup
     from eks_multus_cdk.network import log_retention
+    from eks_multus_cdk.model import MultusNetwork
 
     class MyStack(Stack):
         @property
@@ -32,11 +33,14 @@ CONSUMER_APP = textwrap.dedent('''
     config = parse_config({"region": "eu-west-1", "availabilityZones": ["eu-west-1a", "eu-west-1b"]})
     app = App(outdir="out")
     stack = MyStack(app, "Consumer", env={"region": "eu-west-1"})
-    net = Network(stack, "Net", config=config)
-    cluster = Cluster(stack, "Eks", config=config, vpc=net.vpc, private_subnets=net.private_subnets)
-    MultusNodeGroup(stack, "Workers", config=config, group=config.node_groups[0], cluster=cluster.cluster,
-                    vpc=net.vpc, node_subnets=net.private_subnets, multus_subnets=net.multus_subnets,
-                    multus_security_group=net.multus_security_group, log_retention=log_retention(config))
+    net = Network(stack, "Net", vpc_cidr=config.vpc_cidr, availability_zones=config.availability_zones,
+                  public_subnet_cidrs=config.public_subnet_cidrs, private_subnet_cidrs=config.private_subnet_cidrs,
+                  multus=[MultusSubnetLayout(name=n.name, subnet_cidrs=n.subnet_cidrs) for n in config.multus_networks])
+    cluster = Cluster(stack, "Eks", cluster_name="consumer", vpc=net.vpc, private_subnets=net.private_subnets)
+    networks = [MultusNetwork(name=n.name, subnets=s) for n, s in zip(config.multus_networks, net.multus_subnets)]
+    MultusNodeGroup(stack, "Workers", cluster=cluster.cluster, vpc=net.vpc, subnets=net.private_subnets,
+                    networks=networks, multus_security_group=net.multus_security_group,
+                    kubernetes_version=config.kubernetes_version, log_retention=log_retention(config))
     app.synth()
     print(json.dumps({"library": eks_multus_cdk.__file__}))
 ''')

@@ -26,7 +26,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m eks_multus_cdk.verify",
         description="Check a deployed eks-multus cluster: nodes, Multus daemonset, NADs, sample pods, pings.",
     )
-    parser.add_argument("--config", default="cdk.json", help="the app's cdk.json (default: ./cdk.json)")
+    parser.add_argument("--config", default=None,
+                        help="the app's cdk.json (default: ./cdk.json if present, else the package's defaults)")
+    parser.add_argument(
+        "-c", "--cdk-context", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="the same context values the deploy was synthesized with, e.g. -c eksMultus.region=eu-west-1 "
+             "(repeatable; as `cdk synth -c`, they win over cdk.json)")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
     parser.add_argument(
@@ -38,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="do not look up other nodes' Multus ENIs through EC2 (the subnet checks then ping the router only)",
     )
     args = parser.parse_args(argv)
+    for item in args.overrides:
+        if "=" not in item:
+            parser.error(f"-c {item}: expected KEY=VALUE (as for cdk synth -c)")
     if args.cluster_name and (args.kubeconfig or args.context):
         parser.error("--cluster-name connects without a kubeconfig: drop --kubeconfig/--context")
     if args.region and not args.cluster_name:
@@ -45,9 +53,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_app_config(path: Path) -> AppConfig:
-    """The config as `cdk synth` would read it from cdk.json: the object plus any `eksMultus.*` context keys."""
-    context = json.loads(path.read_text()).get("context", {})
+def load_app_config(path: Path | None, cli_context: list[str] | tuple[str, ...] = ()) -> AppConfig:
+    """The config as `cdk synth -c KEY=VALUE...` would read it: cdk.json's context (none without `path`: the
+    defaults), then the `-c` values on top, then the object plus any `eksMultus.*` keys."""
+    context = json.loads(path.read_text()).get("context", {}) if path is not None else {}
+    for item in cli_context:
+        key, _, value = item.partition("=")
+        context[key] = value
     prefix = CONTEXT_KEY + "."
     overrides = {k[len(prefix):]: v for k, v in context.items() if k.startswith(prefix)}
     return parse_config(context.get(CONTEXT_KEY), overrides)
@@ -72,19 +84,26 @@ def main(argv: list[str] | None = None, *, connect: Connect | None = None, out: 
          subnet_hosts: SubnetHosts | None = None) -> int:
     out = out or sys.stdout
     args = parse_args(argv)
+    path = Path(args.config) if args.config else (Path("cdk.json") if Path("cdk.json").is_file() else None)
+    source = " ".join([str(path) if path else "the package's default config", *(f"-c {o}" for o in args.overrides)])
     try:
-        config = load_app_config(Path(args.config))
+        config = load_app_config(path, args.overrides)
         exp = expectations(config)
     except (OSError, json.JSONDecodeError, ConfigError) as err:
         print(f"error: cannot read the config {args.config}: {err}", file=out)
         return 2
     if connect is None:
+        try:
+            import kubernetes  # noqa: F401 - only to tell a missing extra apart from a broken cluster
+        except ImportError:
+            print('error: verify needs its extra: pip install "eks-multus-cdk[verify]" (boto3, kubernetes)', file=out)
+            return 2
         from eks_multus_cdk.verify.kube import connect
 
     where = f"EKS cluster {args.cluster_name} in {args.region or config.region}" if args.cluster_name else (
         f"kubeconfig {args.kubeconfig or '(default)'}, context {args.context or '(current)'}"
     )
-    print(f"verifying {where} against {args.config}", file=out)
+    print(f"verifying {where} against {source}", file=out)
 
     def progress(result: CheckResult) -> None:
         print(progress_line(result), file=out, flush=True)

@@ -357,6 +357,19 @@ def test_requirements_are_pinned_to_the_versions_the_tests_ran_with():
 # ------------------------------------------------------------------------------------------ construct
 
 
+def _groups(stack, config):
+    """Stand-ins for the config's MultusNodeGroups: PodAddressSync reads only their id, Auto Scaling group name,
+    networks and instance type (the node groups themselves are tested in tests/test_node_group.py)."""
+    from types import SimpleNamespace
+
+    from eks_multus_cdk import naming
+    from tests.manifests.multus_test_app import config_networks
+
+    networks = config_networks(stack, config)
+    return [SimpleNamespace(node=SimpleNamespace(id=g.name), asg_name=naming.asg_name(config.stack_prefix, g.name),
+                            networks=networks, instance_type=g.instance_type) for g in config.node_groups]
+
+
 def _build(config):
     from aws_cdk import App, Stack
     from aws_cdk import aws_eks_v2 as eks
@@ -370,7 +383,8 @@ def _build(config):
         kubectl_provider_options=eks.KubectlProviderOptions(kubectl_layer=KubectlV35Layer(stack, "KubectlLayer")),
     )
     # Standalone, on a cluster without VpcCniIdentity: the construct brings the Pod Identity agent itself.
-    sync = PodAddressSync(stack, "PodAddresses", cluster=cluster, config=config, install_pod_identity_agent=True)
+    sync = PodAddressSync(stack, "PodAddresses", cluster=cluster, node_groups=_groups(stack, config),
+                          owner_prefix=config.stack_prefix, install_pod_identity_agent=True)
     assembly = app.synth()
     return sync, assembly.get_stack_by_name("PodAddressTest")
 
@@ -416,8 +430,11 @@ def test_iam_policy_is_least_privilege(synthesized):
             continue
         assert set(actions) == {"ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}
         assert st["Resource"] != "*" and ":network-interface/*" in json.dumps(st["Resource"])
-        assert st["Condition"] == {"StringEquals": {"ec2:ResourceTag/eks-multus/owner": [
-            f"{CONFIG.stack_prefix}-{g.name}" for g in CONFIG.node_groups]}}
+        assert st["Condition"]["StringEquals"] == {"ec2:ResourceTag/eks-multus/owner": [
+            f"{CONFIG.stack_prefix}-{g.name}" for g in CONFIG.node_groups]}
+        # and only in the node groups' Multus subnets (2 networks x 2 AZs of the default config)
+        subnets = json.dumps(st["Condition"]["ArnEquals"]["ec2:Subnet"])
+        assert len(st["Condition"]["ArnEquals"]["ec2:Subnet"]) == 4 and "subnet-01000000000000001" in subnets
     assert {a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])} \
         == {"ec2:DescribeNetworkInterfaces", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
             "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}
@@ -485,12 +502,12 @@ def test_construct_ids_do_not_depend_on_config(synthesized):
     assert sorted(template["Resources"]) == sorted(artifact.template["Resources"])
 
 
-def test_construct_refuses_host_local_configs():
+def test_construct_refuses_node_groups_outside_its_owner_prefix():
     from aws_cdk import App, Stack
 
-    with pytest.raises(ValueError, match="crossNodeTraffic"):
-        PodAddressSync(Stack(App(), "S"), "P", cluster=None,
-                       config=dataclasses.replace(CONFIG, cross_node_traffic=False))
+    stack = Stack(App(), "S")
+    with pytest.raises(ValueError, match=r"'eks-multus-ng1'\) does not start with owner_prefix 'other'"):
+        PodAddressSync(stack, "P", cluster=None, node_groups=_groups(stack, CONFIG), owner_prefix="other")
 
 
 def test_cdk_nag_finds_nothing_unacknowledged_in_the_construct(tmp_path):
@@ -506,7 +523,8 @@ def test_cdk_nag_finds_nothing_unacknowledged_in_the_construct(tmp_path):
         default_capacity_type=eks.DefaultCapacityType.NODEGROUP, default_capacity=0,
         kubectl_provider_options=eks.KubectlProviderOptions(kubectl_layer=KubectlV35Layer(stack, "KubectlLayer")),
     )
-    PodAddressSync(stack, "PodAddresses", cluster=cluster, config=CONFIG)
+    PodAddressSync(stack, "PodAddresses", cluster=cluster, node_groups=_groups(stack, CONFIG),
+                   owner_prefix=CONFIG.stack_prefix)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     try:
         app.synth()

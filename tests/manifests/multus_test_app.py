@@ -8,23 +8,41 @@ so they work on any template that holds a MultusCni (e.g. the real app's workers
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
-from aws_cdk import App, Stack
+from aws_cdk import App, Environment, Stack
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk.assertions import Template
 from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 
 from eks_multus_cdk.config import AppConfig, parse_config
+from eks_multus_cdk.model import MultusNetwork
 from eks_multus_cdk.multus import MultusCni
+from eks_multus_cdk.sample_pods import sample_pod_manifests
 
 MANIFEST_TYPE = "Custom::AWSCDK-EKS-KubernetesResource"
 
 
-def build_stack(config: AppConfig) -> tuple[Stack, MultusCni]:
-    """An env-agnostic stack with a capacity-less cluster (kubectl provider from the v35 layer) and MultusCni."""
+def config_networks(stack: Stack, config: AppConfig) -> list[MultusNetwork]:
+    """The config's Multus networks over imported subnets (ids made up, AZs and CIDRs from the config)."""
+    return [
+        MultusNetwork(
+            name=net.name, plugin=net.plugin, ipvlan_mode=net.ipvlan_mode, routes=net.routes,
+            pod_range_prefix_length=net.pod_range_prefix_length,
+            subnets=[ec2.Subnet.from_subnet_attributes(stack, f"Net{pos}Az{i}", subnet_id=f"subnet-{pos:02d}{i:015d}",
+                                                       availability_zone=az, ipv4_cidr_block=net.subnet_cidrs[i])
+                     for i, az in enumerate(config.availability_zones)])
+        for pos, net in enumerate(config.multus_networks)
+    ]
+
+
+def build_stack(config: AppConfig, *, env_agnostic: bool = False) -> tuple[Stack, MultusCni]:
+    """A stack in the config's region (or environment-agnostic) with a capacity-less cluster (kubectl provider
+    from the v35 layer) and MultusCni over one node group that carries every network of the config in order."""
     app = App()
-    stack = Stack(app, "MultusTest")
+    stack = Stack(app, "MultusTest", env=None if env_agnostic else Environment(region=config.region))
     cluster = eks.Cluster(
         stack,
         "Cluster",
@@ -33,7 +51,9 @@ def build_stack(config: AppConfig) -> tuple[Stack, MultusCni]:
         default_capacity=0,
         kubectl_provider_options=eks.KubectlProviderOptions(kubectl_layer=KubectlV35Layer(stack, "KubectlLayer")),
     )
-    multus = MultusCni(stack, "Multus", cluster=cluster, config=config)
+    group = SimpleNamespace(node=SimpleNamespace(id="Workers"), networks=config_networks(stack, config))
+    multus = MultusCni(stack, "Multus", cluster=cluster, node_groups=[group], namespace=config.network_namespace,
+                       whereabouts=config.cross_node_traffic, sample_manifests=sample_pod_manifests(config))
     return stack, multus
 
 

@@ -72,7 +72,8 @@ def test_three_manifests_in_dependency_order(base_template: dict[str, Any]) -> N
 def test_template_carries_the_rendered_objects(base_template: dict[str, Any], base_config: AppConfig) -> None:
     found = resources_by_content(base_template)
     assert without_prune_labels(manifest_objects(found["nads"][1])) == [
-        network_namespace(base_config), *network_attachment_definitions(base_config)]  # the namespace before its NADs
+        # the namespace before its NADs
+        network_namespace(base_config.network_namespace), *network_attachment_definitions(base_config)]
     assert without_prune_labels(manifest_objects(found["daemonset"][1])) == multus_manifests(base_config.region)
     assert without_prune_labels(manifest_objects(found["samples"][1])) == sample_pod_manifests(base_config)
 
@@ -87,7 +88,7 @@ def test_no_samples_and_ids_independent_of_config_values(base_template: dict[str
         k: v for k, v in default_ids.items() if k != "samples"
     }, "renaming networks or changing the region must not replace the manifests"
     assert without_prune_labels(manifest_objects(found["nads"][1])) == [
-        network_namespace(config), *network_attachment_definitions(config)]
+        network_namespace(config.network_namespace), *network_attachment_definitions(config)]
     ds = next(o for o in manifest_objects(found["daemonset"][1]) if o["kind"] == "DaemonSet")
     assert ds["spec"]["template"]["spec"]["containers"][0]["image"].startswith("602401143452.dkr.ecr.eu-west-1.")
 

@@ -189,7 +189,7 @@ def test_nads_samples_and_their_namespace_follow_network_namespace(make_config):
     from eks_multus_cdk.sample_pods import NETWORKS_ANNOTATION, sample_pod_manifests
 
     config = make_config(networkNamespace="team-a")
-    assert network_namespace(config)["metadata"]["name"] == "team-a"
+    assert network_namespace(config.network_namespace)["metadata"]["name"] == "team-a"
     assert {n["metadata"]["namespace"] for n in network_attachment_definitions(config)} == {"team-a"}
     pods = sample_pod_manifests(config)
     assert pods and {p["metadata"]["namespace"] for p in pods} == {"team-a"}

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 from verify_fakes import NODE_A, NODE_B, net1_ip, set_network_status
@@ -289,3 +290,44 @@ def test_python_dash_m_without_a_cluster():
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "cluster connection" in proc.stdout and "FAIL" in proc.stdout
     assert "What to look at:" in proc.stdout
+
+
+def test_the_same_context_overrides_as_synth_select_the_expectations(run_cli):
+    """A deploy made with `cdk deploy -c eksMultus.crossNodeTraffic=false` runs host-local NADs: checked against
+    cdk.json alone they are drift; with the same `-c` they pass."""
+    from verify_fakes import healthy_cluster
+
+    from eks_multus_cdk.config import parse_config
+
+    deployed = healthy_cluster(parse_config(None, {"crossNodeTraffic": "false"}))
+    assert run_cli(deployed).code == 1
+    run = run_cli(deployed, argv=["-c", "eksMultus.crossNodeTraffic=false"])
+    assert run.code == 0, run.output
+    assert "-c eksMultus.crossNodeTraffic=false" in run.output.splitlines()[0]
+
+
+def test_outside_the_repo_without_cdk_json_it_checks_the_default_config(tmp_path, monkeypatch, cluster):
+    import io
+
+    from eks_multus_cdk.verify.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    code = main([], connect=lambda **_: cluster, out=out, subnet_hosts=getattr(cluster, "subnet_hosts", None))
+    assert code == 0, out.getvalue()
+    assert "against the package's default config" in out.getvalue()
+
+
+def test_a_context_value_without_equals_is_refused(run_cli, cluster):
+    with pytest.raises(SystemExit) as err:
+        run_cli(cluster, argv=["-c", "eksMultus.crossNodeTraffic"])
+    assert err.value.code == 2
+
+
+def test_verify_never_imports_aws_cdk_so_it_runs_on_a_host_without_node():
+    """The bastion has Python but no Node: jsii (aws-cdk-lib) would fail there, so verify must not load it."""
+    code = ("import sys, eks_multus_cdk.verify.cli, eks_multus_cdk.verify.expected, eks_multus_cdk.verify.runner; "
+            "print(sorted(m for m in ('aws_cdk', 'jsii', 'constructs') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.stdout.strip() == "[]"
