@@ -36,9 +36,6 @@ _KUBERNETES_VERSIONS = ("1.34", "1.35", "1.36")
 _IPVLAN_MODES = ("l2", "l3", "l3s")
 _PLUGINS = ("ipvlan", "host-device")
 _TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-# AL2023's amazon-ec2-net-utils numbers an interface's routing table from the digits of its name: a fifth Multus
-# interface (multus5) would share table 10005 with the primary ENI ens5 (README, "What only a real deploy shows").
-MAX_MULTUS_NETWORKS = 4
 # Graviton: a 'g' after the generation digit (c6g, m7gd, t4g, c7gn) or the a1 family.
 _ARM_INSTANCE_TYPE = re.compile(r"^(a1|[a-z]+\d+[a-z]*g[a-z]*)\.")
 
@@ -353,10 +350,9 @@ def validate(c: AppConfig) -> None:
 
     if not c.multus_networks:
         _fail(f"{p}.multusNetworks", [], "declare at least one Multus network")
-    if len(c.multus_networks) > MAX_MULTUS_NETWORKS:
-        _fail(f"{p}.multusNetworks", [n.name for n in c.multus_networks],
-              f"at most {MAX_MULTUS_NETWORKS} Multus networks: on AL2023 a fifth interface (multus5) shares the "
-              "routing table of the primary ENI ens5")
+    # No fixed cap on the number of networks: each node group's instance type bounds it (its ENI limit, checked
+    # per group below). nodeadm numbers the Multus ENIs' route tables 10000 + device index and the primary ENI uses
+    # the main table, so no number of networks makes two interfaces share a table (README, step 7).
     names: set[str] = set()
     for i, net in enumerate(c.multus_networks):
         path = f"{p}.multusNetworks[{i}]"

@@ -98,7 +98,7 @@ class EniAttacher(Construct):
             resources=[self.log_group.log_group_arn, f"{self.log_group.log_group_arn}:*"]))
         self.function = lambda_.Function(
             self, "Function",
-            description="Attaches Multus ENIs to new nodes and removes them from terminating ones",
+            description="Attaches Multus ENIs to new nodes; as a sweeper, deletes leftover ENIs of its group",
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler=HANDLER,
             code=lambda_.Code.from_asset(

@@ -32,7 +32,9 @@ GAPS = [
      'eksMultus.nodeGroups[1].instanceType = "c6g.large": is arm64 but nodeGroups[0].instanceType c5.large is x86_64'),
     ("version as a number", {"kubernetesVersion": "1.36"},
      "eksMultus.kubernetesVersion = 1.36: expected a string: write \"1.36\""),
-    ("too many networks", {"multusNetworks": FIVE_NETWORKS}, "eksMultus.multusNetworks = [\"m0\""),
+    ("more networks than the instance type takes", {"multusNetworks": FIVE_NETWORKS},
+     'eksMultus.nodeGroups[0].instanceType = "c5.large": takes at most 3 network interfaces, but the primary ENI '
+     "plus 5 Multus networks need 6"),
     ("maxNetworkInterfaces above the table", {"nodeGroups.0.maxNetworkInterfaces": "8"},
      "eksMultus.nodeGroups[0].maxNetworkInterfaces = 8: c5.large has at most 3"),
     ("ipv4PerInterface above the table", {"nodeGroups.0.ipv4PerInterface": "50"},
