@@ -5,13 +5,14 @@ The client is injected (tests pass a moto-backed one); `make_client` builds the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from multus_ip_controller.planning import Eni
 
 OWNER_TAG = "eks-multus/owner"
 DEVICE_INDEX_TAG = "eks-multus/device-index"
+NETWORK_TAG = "eks-multus/network"
 
 # Error codes that mean "slow down", not "this request is wrong".
 THROTTLING_CODES = frozenset(
@@ -20,7 +21,10 @@ THROTTLING_CODES = frozenset(
 
 
 def make_client(region: str) -> Any:
-    """An EC2 client with adaptive retries (client-side rate limiting that backs off on throttling)."""
+    """An EC2 client with adaptive retries (client-side rate limiting that backs off on throttling) and a
+    timeout on every request: 3 s to connect, 10 s to read, at most 5 attempts, so one call cannot hold a pass
+    for more than about a minute even against an endpoint that accepts and never answers. AWS_ENDPOINT_URL
+    (botocore's standard variable) points it elsewhere, e.g. at moto in the integration test."""
     import boto3
     from botocore.config import Config
 
@@ -28,9 +32,9 @@ def make_client(region: str) -> Any:
         "ec2",
         region_name=region,
         config=Config(
-            retries={"mode": "adaptive", "max_attempts": 8},
-            connect_timeout=5,
-            read_timeout=30,
+            retries={"mode": "adaptive", "max_attempts": 5},
+            connect_timeout=3,
+            read_timeout=10,
             user_agent_extra="eks-multus-pod-address-sync",
         ),
     )
@@ -48,9 +52,32 @@ class Ec2Adapter:
     """EC2 calls the controller makes. `owner_prefix` limits it to ENIs tagged `eks-multus/owner=<prefix>-*`,
     the same condition the controller's IAM policy puts on the write actions."""
 
-    def __init__(self, client: Any, owner_prefix: str | None = None) -> None:
+    def __init__(self, client: Any, owner_prefix: str | None = None,
+                 on_call: Callable[[str, str], None] | None = None) -> None:
         self.client = client
         self.owner_prefix = owner_prefix
+        self._on_call = on_call or (lambda operation, outcome: None)
+
+    def _call(self, operation: str, call: Callable[[], Any]) -> Any:
+        """One API call, counted by operation and outcome (`ok` or the error code)."""
+        try:
+            result = call()
+        except Exception as err:
+            self._on_call(operation, error_code(err))
+            raise
+        self._on_call(operation, "ok")
+        return result
+
+    def ipv4_per_interface(self, instance_id: str, instance_type: str | None = None) -> tuple[str, int]:
+        """(instance type, IPv4 addresses per interface): DescribeInstances only when the type is not given
+        (the Node's node.kubernetes.io/instance-type label gives it), then DescribeInstanceTypes."""
+        if not instance_type:
+            reservations = self._call("DescribeInstances", lambda: self.client.describe_instances(
+                InstanceIds=[instance_id]))["Reservations"]
+            instance_type = reservations[0]["Instances"][0]["InstanceType"]
+        types = self._call("DescribeInstanceTypes", lambda: self.client.describe_instance_types(
+            InstanceTypes=[instance_type]))["InstanceTypes"]
+        return instance_type, int(types[0]["NetworkInfo"]["Ipv4AddressesPerInterface"])
 
     def _owned(self, owner: str | None) -> bool:
         if owner is None:
@@ -59,14 +86,13 @@ class Ec2Adapter:
 
     def multus_enis(self, instance_id: str) -> list[Eni]:
         """The Multus ENIs attached to the instance (tagged with an owner), with their secondary addresses."""
-        paginator = self.client.get_paginator("describe_network_interfaces")
-        enis: list[Eni] = []
-        for page in paginator.paginate(
-            Filters=[
+        pages = self._call("DescribeNetworkInterfaces", lambda: list(
+            self.client.get_paginator("describe_network_interfaces").paginate(Filters=[
                 {"Name": "attachment.instance-id", "Values": [instance_id]},
                 {"Name": "tag-key", "Values": [OWNER_TAG]},
-            ]
-        ):
+            ])))
+        enis: list[Eni] = []
+        for page in pages:
             for interface in page.get("NetworkInterfaces", []):
                 tags = {t["Key"]: t["Value"] for t in interface.get("TagSet", [])}
                 if not self._owned(tags.get(OWNER_TAG)):
@@ -83,18 +109,20 @@ class Ec2Adapter:
                         secondary_ips=frozenset(
                             a["PrivateIpAddress"] for a in addresses if a["PrivateIpAddress"] != primary
                         ),
+                        network=tags.get(NETWORK_TAG) or None,
                     )
                 )
         return sorted(enis, key=lambda e: (e.device_index is None, e.device_index or 0, e.eni_id))
 
     def assign(self, eni_id: str, ips: Iterable[str]) -> None:
         """Assign the addresses to the ENI, moving any that another ENI holds (a pod rescheduled elsewhere)."""
-        self.client.assign_private_ip_addresses(
+        self._call("AssignPrivateIpAddresses", lambda: self.client.assign_private_ip_addresses(
             NetworkInterfaceId=eni_id, PrivateIpAddresses=list(ips), AllowReassignment=True
-        )
+        ))
 
     def unassign(self, eni_id: str, ips: Iterable[str]) -> None:
-        self.client.unassign_private_ip_addresses(NetworkInterfaceId=eni_id, PrivateIpAddresses=list(ips))
+        self._call("UnassignPrivateIpAddresses", lambda: self.client.unassign_private_ip_addresses(
+            NetworkInterfaceId=eni_id, PrivateIpAddresses=list(ips)))
 
 
 def error_code(err: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""The Kubernetes side: read pods' Multus network-status, the Node's instance id, NAD masters; watch pods.
+"""The Kubernetes side: read pods' Multus network-status, the Node's instance id, NAD masters; list and watch.
 
 Objects are handled as plain dicts in the API's JSON shape (camelCase keys), so tests can feed recorded objects.
 Only `KubeClient` talks to the API server.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,9 @@ from multus_ip_controller.planning import IPv4Network, PodAddress, in_ranges, no
 
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 LEGACY_NETWORK_STATUS = "k8s.v1.cni.cncf.io/networks-status"  # Multus 3.x wrote this name as well
+RESOURCE_PREFIX = "eks-multus.io/"  # our extended resources (capacity.resource_name) and condition types
+CONDITION_PREFIX = "eks-multus.io/"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 
 _PROVIDER_ID = re.compile(r"^aws:///(?P<az>[a-z0-9-]+)/(?P<instance>i-[0-9a-f]+)$")
 
@@ -115,6 +118,7 @@ def pod_addresses(
     key = pod_key(pod)
     problems = [f"{key}: {problem}"] if problem else []
     terminating = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+    created = str((pod.get("metadata") or {}).get("creationTimestamp") or "")
     result: list[PodAddress] = []
     for att in attachments:
         if att.default:
@@ -128,7 +132,7 @@ def pod_addresses(
             fallback = f"using the NAD master's device index {device_index}" if device_index is not None else None
             problems.append(f"{key}: {att.interface or '?'} ({att.name}) has no MAC; {fallback or 'and no NAD master'}")
         for ip in ips:
-            result.append(PodAddress(key, att.interface, ip, att.mac, device_index, terminating))
+            result.append(PodAddress(key, att.interface, ip, att.mac, device_index, terminating, created))
     return result, problems
 
 
@@ -197,30 +201,152 @@ def pod_signature(pod: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-class KubeClient:
-    """Thin wrapper over the kubernetes client; everything it returns is a plain dict."""
+# What the controller keeps of a pod in its cache: the fields it reads, so 100 pods cost kilobytes, not megabytes.
+def strip_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k in (NETWORK_STATUS, LEGACY_NETWORK_STATUS)}
+    containers = []
+    for container in spec.get("containers") or []:
+        resources = (container.get("resources") or {}) if isinstance(container, dict) else {}
+        kept = {kind: {k: v for k, v in (resources.get(kind) or {}).items() if k.startswith(RESOURCE_PREFIX)}
+                for kind in ("requests", "limits")}
+        containers.append({"resources": {k: v for k, v in kept.items() if v}})
+    return {
+        "metadata": {k: v for k, v in {
+            "namespace": meta.get("namespace"), "name": meta.get("name"), "uid": meta.get("uid"),
+            "creationTimestamp": meta.get("creationTimestamp"), "deletionTimestamp": meta.get("deletionTimestamp"),
+            "annotations": annotations,
+        }.items() if v},
+        "spec": {k: v for k, v in {
+            "nodeName": spec.get("nodeName"), "hostNetwork": spec.get("hostNetwork"),
+            "readinessGates": spec.get("readinessGates"), "containers": containers,
+        }.items() if v},
+        "status": {k: v for k, v in {
+            "phase": status.get("phase"),
+            "conditions": [c for c in status.get("conditions") or []
+                           if isinstance(c, dict) and c.get("type", "").startswith(CONDITION_PREFIX)],
+        }.items() if v},
+    }
 
-    def __init__(self, api_client: Any = None) -> None:
+
+def strip_node(node: dict[str, Any]) -> dict[str, Any]:
+    meta = node.get("metadata") or {}
+    status = node.get("status") or {}
+    ours = {kind: {k: v for k, v in (status.get(kind) or {}).items() if k.startswith(RESOURCE_PREFIX)}
+            for kind in ("capacity", "allocatable")}
+    return {
+        "metadata": {"name": meta.get("name"), "uid": meta.get("uid"), "labels": {
+            k: v for k, v in (meta.get("labels") or {}).items() if k == INSTANCE_TYPE_LABEL}},
+        "spec": {"providerID": (node.get("spec") or {}).get("providerID")},
+        "status": ours,
+    }
+
+
+def published_resources(node: dict[str, Any]) -> dict[str, int]:
+    """Our extended resources as the node's status.capacity carries them."""
+    out = {}
+    for name, value in ((node.get("status") or {}).get("capacity") or {}).items():
+        if name.startswith(RESOURCE_PREFIX):
+            try:
+                out[name] = int(str(value))
+            except ValueError:
+                continue
+    return out
+
+
+def _drain(response: Any) -> None:
+    """Read a response we do not need (the connection goes back to the pool); no model deserialization."""
+    getattr(response, "data", None)
+
+
+class KubeClient:
+    """Thin wrapper over the kubernetes client: plain dicts in and out, a timeout on every request.
+
+    `timeout` is (connect, read) seconds for every request but the watch; the watch's read timeout is its
+    server-side `timeoutSeconds` plus `watch_grace`, so a server that accepts a watch and then goes silent is
+    noticed shortly after the server itself would have closed it. `on_request(verb, resource)` counts requests.
+    """
+
+    def __init__(
+        self,
+        api_client: Any = None,
+        *,
+        timeout: tuple[float, float] = (5.0, 15.0),
+        watch_grace: float = 30.0,
+        on_request: Callable[[str, str], None] | None = None,
+    ) -> None:
         from kubernetes import client, config
 
         if api_client is None:
-            config.load_incluster_config()
+            if os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config()
+            else:  # outside a cluster (the integration test, a developer's machine): $KUBECONFIG
+                config.load_kube_config()
             api_client = client.ApiClient()
         self._api = api_client
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self.timeout = timeout
+        self.watch_grace = watch_grace
+        self._count = on_request or (lambda verb, resource: None)
 
     def _to_dict(self, obj: Any) -> dict[str, Any]:
         return self._api.sanitize_for_serialization(obj)
 
     def get_node(self, name: str) -> dict[str, Any]:
-        return self._to_dict(self._core.read_node(name))
+        self._count("get", "nodes")
+        response = self._core.read_node(name, _preload_content=False, _request_timeout=self.timeout)
+        return json.loads(response.data)
+
+    def _list(self, call: Callable[..., Any], resource: str, selector: str) -> tuple[list[dict[str, Any]], str]:
+        self._count("list", resource)
+        response = call(field_selector=selector, _preload_content=False, _request_timeout=self.timeout)
+        body = json.loads(response.data)
+        return body.get("items", []), (body.get("metadata") or {}).get("resourceVersion", "")
+
+    def _watch(self, call: Callable[..., Any], resource: str, selector: str, resource_version: str,
+               timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        from kubernetes.watch.watch import iter_resp_lines
+
+        from multus_ip_controller.informer import Gone, status_of
+
+        self._count("watch", resource)
+        try:
+            response = call(
+                field_selector=selector, watch=True, resource_version=resource_version or None,
+                allow_watch_bookmarks=True, timeout_seconds=timeout_seconds, _preload_content=False,
+                _request_timeout=(self.timeout[0], timeout_seconds + self.watch_grace),
+            )
+        except Exception as err:
+            if status_of(err) == 410:
+                raise Gone(str(err)[:200]) from None
+            raise
+        try:
+            for line in iter_resp_lines(response):
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            response.release_conn()
 
     def list_pods(self, node_name: str) -> list[dict[str, Any]]:
-        response = self._core.list_pod_for_all_namespaces(
-            field_selector=f"spec.nodeName={node_name}", _preload_content=False
-        )
-        return json.loads(response.data).get("items", [])
+        return self.list_pods_rv(node_name)[0]
+
+    def list_pods_rv(self, node_name: str) -> tuple[list[dict[str, Any]], str]:
+        return self._list(self._core.list_pod_for_all_namespaces, "pods", f"spec.nodeName={node_name}")
+
+    def watch_pods(self, node_name: str, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        return self._watch(self._core.list_pod_for_all_namespaces, "pods", f"spec.nodeName={node_name}",
+                           resource_version, timeout_seconds)
+
+    def list_node_rv(self, node_name: str) -> tuple[list[dict[str, Any]], str]:
+        return self._list(self._core.list_node, "nodes", f"metadata.name={node_name}")
+
+    def watch_node(self, node_name: str, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        return self._watch(self._core.list_node, "nodes", f"metadata.name={node_name}", resource_version,
+                           timeout_seconds)
 
     def patch_pod_condition(self, namespace: str, name: str, condition: dict[str, Any]) -> None:
         """Set one entry of the pod's status.conditions through the pods/status subresource.
@@ -230,54 +356,43 @@ class KubeClient:
         `application/json-patch+json` (the first type it lists) and only its REST layer (kubernetes 36) turns
         that into a strategic merge patch; the tests check the header that leaves the client.
         """
-        self._core.patch_namespaced_pod_status(
+        self._count("patch", "pods/status")
+        response = self._core.patch_namespaced_pod_status(
             name, namespace, {"status": {"conditions": [condition]}},
-            _content_type="application/strategic-merge-patch+json",
+            _content_type="application/strategic-merge-patch+json", _request_timeout=self.timeout,
+            _preload_content=False,
         )
+        _drain(response)
+
+    def patch_node_resources(self, node_name: str, resources: dict[str, int]) -> None:
+        """Set our extended resources in the Node's status.capacity and status.allocatable (nodes/status)."""
+        values = {name: str(value) for name, value in resources.items()}
+        self._count("patch", "nodes/status")
+        response = self._core.patch_node_status(
+            node_name, {"status": {"capacity": values, "allocatable": values}},
+            _content_type="application/merge-patch+json", _request_timeout=self.timeout, _preload_content=False,
+        )
+        _drain(response)
+
+    def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        self._count("create", "events")
+        response = self._core.create_namespaced_event(namespace, event, _request_timeout=self.timeout,
+                                                      _preload_content=False)
+        _drain(response)
 
     def get_nad(self, namespace: str, name: str) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException
 
+        self._count("get", "network-attachment-definitions")
         try:
             return self._custom.get_namespaced_custom_object(
-                "k8s.cni.cncf.io", "v1", namespace, "network-attachment-definitions", name
+                "k8s.cni.cncf.io", "v1", namespace, "network-attachment-definitions", name,
+                _request_timeout=self.timeout,
             )
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
-
-    def watch_pods(self, node_name: str, on_change: Callable[[], None], stop: threading.Event) -> None:
-        """Call `on_change` when a pod on the node changes in a way that matters; reconnects until `stop`."""
-        from kubernetes import watch
-
-        seen: dict[str, tuple[Any, ...]] = {}
-        backoff = 1.0
-        while not stop.is_set():
-            w = watch.Watch()
-            try:
-                for event in w.stream(
-                    self._core.list_pod_for_all_namespaces,
-                    field_selector=f"spec.nodeName={node_name}",
-                    timeout_seconds=300,
-                ):
-                    if stop.is_set():
-                        w.stop()
-                        break
-                    pod = self._to_dict(event["object"])
-                    uid = (pod.get("metadata") or {}).get("uid") or pod_key(pod)
-                    if event["type"] == "DELETED":
-                        seen.pop(uid, None)
-                        on_change()
-                    elif seen.get(uid) != (sig := pod_signature(pod)):
-                        seen[uid] = sig
-                        on_change()
-                    backoff = 1.0
-            except Exception as err:  # noqa: BLE001 - any watch failure: reconnect, and resync to cover the gap
-                log.warning(json.dumps({"msg": "pod watch failed; reconnecting", "error": str(err)[:300]}))
-                on_change()
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 60.0)
 
 
 class NadMasterCache:

@@ -37,6 +37,7 @@ class Eni:
     device_index: int | None
     primary_ip: str
     secondary_ips: frozenset[str] = frozenset()
+    network: str | None = None  # the eks-multus/network tag: names the extended resource of its free slots
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class PodAddress:
     mac: str | None  # lowercase, None when the network-status entry has none
     device_index: int | None = None  # from the NAD's master; used only when mac is None
     terminating: bool = False
+    created: str = field(default="", compare=False)  # the pod's creationTimestamp (RFC 3339, sorts by time): oldest pods are served first
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 A pod opts in with `spec.readinessGates: [{conditionType: eks-multus.io/addresses-assigned}]`; the kubelet then
 keeps it not Ready until the controller sets that condition to True. After each pass the controller sets it
 True only when every pod-range address the pod reports sits on the right ENI in EC2's state after the pass
-(what DescribeNetworkInterfaces said at the start of the pass, plus the assignments and unassignments EC2
-accepted during it), else False naming the addresses still missing.
+(what DescribeNetworkInterfaces said at the start of the pass, plus the assignments EC2 accepted during it *and
+that were confirmed on the ENI* (instance metadata local-ipv4s, or a describe after the call), minus the
+unassignments), else False naming the addresses still missing and why.
 
 Plain data in, plain data out: pod objects as the API returns them, the pass's desired addresses and ENIs. The
 Kubernetes layer only sends the patches.
@@ -12,6 +13,7 @@ Kubernetes layer only sends the patches.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,7 +72,7 @@ def enis_after(
         ips = {ip for ip in eni.secondary_ips if moved.get(ip, eni.eni_id) == eni.eni_id}
         ips -= set(unassigned.get(eni.eni_id, ()))
         ips |= set(assigned.get(eni.eni_id, ()))
-        result.append(planning.Eni(eni.eni_id, eni.mac, eni.device_index, eni.primary_ip, frozenset(ips)))
+        result.append(dataclasses.replace(eni, secondary_ips=frozenset(ips)))
     return result
 
 
@@ -92,6 +94,7 @@ def decide(
     desired: Sequence[planning.PodAddress],
     enis: Sequence[planning.Eni],
     ranges: Sequence[planning.IPv4Network],
+    reasons: Mapping[str, str] | None = None,
 ) -> dict[str, Condition]:
     """The condition every gated pod should have (keyed `namespace/name`), given the pass's desired addresses and
     the ENIs as they are after it (`enis_after`).
@@ -99,7 +102,10 @@ def decide(
     Pods being deleted and pods whose sandbox is gone (Succeeded, Failed) are left out: nothing to gate. A pod
     that is not on the host network but has no network-status yet (Multus has not run) is not Ready: its
     addresses are unknown. Messages are deterministic, so an unchanged state never causes a second patch.
+    `reasons` (ip -> why) says more about an address that is still pending: its ENI is full, or it was assigned
+    but the instance metadata does not list it on the ENI yet (not routable yet).
     """
+    reasons = reasons or {}
     pending_ip, pending_pod_ip = _pending(desired, enis, ranges)
     by_pod: dict[str, list[str]] = {}
     for address in desired:
@@ -133,6 +139,7 @@ def decide(
         for ip in ips:
             why = pending_ip.get(ip) or pending_pod_ip.get((key, ip))
             if why:
+                why = reasons.get(ip, why)
                 missing.append(f"{ip} ({why})")
         if missing:
             result[key] = Condition("False", PENDING, "not on the pod interface's ENI yet: " + "; ".join(missing))

@@ -8,7 +8,6 @@ host-network pod, a host-local address outside the pod ranges and a truncated an
 from __future__ import annotations
 
 import json
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -162,36 +161,3 @@ def test_kube_client_lists_the_nodes_pods_with_a_field_selector():
     kc._core = FakeCore(PODS)
     assert len(kc.list_pods("node-a")) == len(PODS)
     assert kc._core.calls[0]["field_selector"] == "spec.nodeName=node-a"
-
-
-def test_watch_pokes_only_on_changes_that_matter_and_reconnects_after_errors(monkeypatch):
-    from kubernetes import client, watch
-
-    pod = by_name("sample-031")
-    v1pod = client.ApiClient()._ApiClient__deserialize(pod, "V1Pod")
-    relabelled = client.ApiClient()._ApiClient__deserialize(
-        {**pod, "metadata": {**pod["metadata"], "labels": {"x": "y"}}}, "V1Pod"
-    )
-    stop = threading.Event()
-    streams = [
-        [{"type": "ADDED", "object": v1pod}, {"type": "MODIFIED", "object": relabelled}],
-        RuntimeError("410 Gone"),
-        [{"type": "DELETED", "object": v1pod}],
-    ]
-
-    def stream(self, func, **kwargs):
-        assert kwargs["field_selector"] == "spec.nodeName=node-a"
-        item = streams.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        yield from item
-        if not streams:
-            stop.set()
-
-    monkeypatch.setattr(watch.Watch, "stream", stream)
-    pokes = []
-    kc = kube.KubeClient(client.ApiClient())
-    monkeypatch.setattr(stop, "wait", lambda timeout=None: stop.is_set())  # no real backoff sleep
-    kc.watch_pods("node-a", lambda: pokes.append(1), stop)
-    # ADDED pokes; a label-only MODIFIED does not; the failure pokes (resync covers the gap); DELETED pokes.
-    assert len(pokes) == 3

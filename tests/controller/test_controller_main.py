@@ -15,7 +15,8 @@ ENV = {"NODE_NAME": "ip-10-0-2-201.us-west-2.compute.internal", "POD_RANGES": '[
 def test_settings_from_env():
     s = Settings.from_env(ENV)
     assert [str(r) for r in s.pod_ranges] == ["10.0.4.128/25", "10.0.5.128/25"]
-    assert (s.resync_seconds, s.debounce_seconds) == (30.0, 2.0)
+    assert (s.resync_seconds, s.debounce_seconds, s.max_debounce_seconds) == (30.0, 1.0, 3.0)
+    assert s.liveness_seconds == 90.0 and s.health_address == "127.0.0.1:9826"
     assert (s.owner_prefix, s.ifname_prefix) == ("eks-multus", "multus")
 
 
