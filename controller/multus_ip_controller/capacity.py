@@ -99,7 +99,7 @@ def fit(plan: Plan, desired: Iterable[PodAddress], enis: Sequence[Eni], ipv4_per
             network = f" (network {eni.network})" if eni and eni.network else ""
             refused.append(Skipped(pods, ip, f"{eni_id}{network} is full: {limit} pod addresses per interface "
                                              f"on this instance type; older pods are served first"))
-    assign = {eni_id: tuple(ips) for eni_id, ips in accepted.items() if ips}
+    assign = {eni_id: tuple(sorted(ips, key=ipaddress.IPv4Address)) for eni_id, ips in accepted.items() if ips}
     return Fitted(replace(plan, assign=assign), tuple(refused), free)
 
 

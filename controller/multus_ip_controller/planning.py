@@ -50,7 +50,8 @@ class PodAddress:
     mac: str | None  # lowercase, None when the network-status entry has none
     device_index: int | None = None  # from the NAD's master; used only when mac is None
     terminating: bool = False
-    created: str = field(default="", compare=False)  # the pod's creationTimestamp (RFC 3339, sorts by time): oldest pods are served first
+    # The pod's creationTimestamp (RFC 3339, sorts by time): oldest pods are served first.
+    created: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ node terminates; EC2 throttles and fails. After every scenario EC2 holds exactly
 moto 5.2.5 gaps, closed here by patching its EC2 backend/handlers (see `moto_fixes`):
 - AssignPrivateIpAddresses ignores AllowReassignment: it appends an address another ENI already holds, so two
   ENIs end up with the same address. Real EC2 moves it (AllowReassignment=true) or refuses with
-  PrivateIpAddressInUse. It also accepts addresses outside the ENI's subnet (EC2: InvalidParameterValue).
+  PrivateIpAddressInUse. It also accepts addresses outside the ENI's subnet (EC2: InvalidParameterValue), and
+  any number of addresses (EC2: PrivateIpAddressLimitExceeded beyond the instance type's IPv4 addresses per
+  interface, 15 on the c5.xlarge used here, the primary included).
 - UnassignPrivateIpAddresses silently ignores addresses the ENI does not hold; EC2 refuses the call
   (InvalidParameterValue), which is what a controller racing a reassignment sees.
 - Attachment DeleteOnTermination cannot be set through the API (see DESIGN.md); the test sets the backend flag
@@ -64,6 +66,11 @@ def _assign_private_ip_addresses(self):
                 continue
             if held[0].get("Primary") or not allow:
                 raise EC2ClientError("PrivateIpAddressInUse", f"Address {ip} is in use on {other.id}")
+    limit = _ipv4_per_interface(eni)
+    held = {a["PrivateIpAddress"] for a in eni.private_ip_addresses}
+    if limit is not None and len(held | set(ips)) > limit:
+        raise EC2ClientError("PrivateIpAddressLimitExceeded",
+                             f"Number of private addresses will exceed limit of {limit} for {eni.id}")
     for ip in ips:
         for other in self.ec2_backend.enis.values():
             if other is not eni:
@@ -71,6 +78,16 @@ def _assign_private_ip_addresses(self):
         if ip not in {a["PrivateIpAddress"] for a in eni.private_ip_addresses}:
             eni.private_ip_addresses.append({"Primary": False, "PrivateIpAddress": ip})
     return ActionResult({"NetworkInterfaceId": eni.id, "AssignedPrivateIpAddresses": eni.private_ip_addresses})
+
+
+def _ipv4_per_interface(eni) -> int | None:
+    """EC2's per-interface address limit of the instance the ENI is attached to (moto enforces none)."""
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+    instance = getattr(eni, "instance", None)
+    if instance is None:
+        return None
+    return INSTANCE_TYPES[instance.instance_type]["NetworkInfo"]["Ipv4AddressesPerInterface"]
 
 
 def _unassign_private_ip_addresses(self):
@@ -636,3 +653,141 @@ def test_gated_pod_before_multus_reported_it_and_a_moved_pod(world):
     assert report["assigned"] == {world.nodes["node-b"].eni(1)["id"]: ["10.0.4.150"]}
     assert world.condition("mover")["status"] == "True"
     world.assert_converged()
+
+
+# ------------------------------------------------------------------------------------------ a full ENI
+
+
+def _count_calls(client, operation: str) -> list[dict]:
+    calls: list[dict] = []
+    client.meta.events.register(f"before-call.ec2.{operation}", lambda params, **kw: calls.append(params["body"]))
+    return calls
+
+
+def test_a_full_eni_serves_the_oldest_pods_first_and_stops_sending_what_cannot_fit(world):
+    """c5.xlarge: 15 IPv4 addresses per interface, so 14 pod addresses per Multus ENI; 20 gated pods want ENI 2.
+    The youngest pods hold the lowest addresses, so address order and age order disagree. Before the capacity
+    rules (verified against that commit) every pass sent all 20, EC2 refused, the batch was split and the same
+    6 failing calls were sent on every pass; which pods got a slot followed address order."""
+    eni2 = world.nodes["node-a"].eni(2)["id"]
+    for i in range(20):  # pod i holds 10.0.4.(130+i) and was created (59-i) s past 10:00: higher address, older
+        world.add_pod(f"p{i:02d}", "node-a", (2, f"10.0.4.{130 + i}"), gate=True,
+                      creationTimestamp=f"2026-11-30T10:00:{59 - i:02d}Z")
+    assigns = _count_calls(world.client, "AssignPrivateIpAddresses")
+    published: list[dict] = []
+    controller = world.controller("node-a")
+    controller.publish_resources = published.append
+    first = controller.reconcile()
+    oldest = [f"10.0.4.{130 + i}" for i in range(6, 20)]
+    assert first["assigned"] == {eni2: oldest}
+    assert len(assigns) == 1  # one batched call, no refused batch to split
+    assert sorted(r["ip"] for r in first["refused"]) == [f"10.0.4.{130 + i}" for i in range(6)]
+    assert first["ok"]  # a full ENI is a state to report, not an error to retry quickly
+    young = world.condition("p00")
+    assert young["status"] == "False" and f"{eni2} (network multus2) is full: 14 pod addresses" in young["message"]
+    assert world.condition("p19")["status"] == "True"
+    # multus1's ENI holds one foreign secondary (10.0.4.60): 13 slots; multus2 is full of pods that do not
+    # request the resource (the scheduler cannot see them): 0; multus3: 14.
+    assert published == [{"eks-multus.io/multus1-ips": 13, "eks-multus.io/multus2-ips": 0,
+                          "eks-multus.io/multus3-ips": 14}]
+
+    second = controller.reconcile()
+    assert len(assigns) == 1 and second["assigned"] == {}  # nothing is sent that cannot fit
+    assert len(published) == 1  # unchanged: not published again
+
+    world.delete_pod("p19")
+    world.delete_pod("p18")  # two of the oldest go: the two oldest waiting pods get their slots
+    third = controller.reconcile()
+    assert third["unassigned"] == {eni2: ["10.0.4.148", "10.0.4.149"]}
+    assert third["assigned"] == {eni2: ["10.0.4.134", "10.0.4.135"]} and len(assigns) == 2
+    assert world.condition("p05")["status"] == "True" and world.condition("p03")["status"] == "False"
+    assert len(world.pod_range_addresses()) == 14
+
+
+def test_pods_that_request_the_extended_resource_are_left_to_the_scheduler(world):
+    world.add_pod("plain", "node-a", (3, "10.0.6.130"))
+    world.add_pod("asks", "node-a", (3, "10.0.6.131"))
+    world.pods["default/asks"][1]["spec"]["containers"] = [
+        {"name": "c", "resources": {"requests": {"eks-multus.io/multus3-ips": "1"}}}]
+    published: list[dict] = []
+    controller = world.controller("node-a")
+    controller.publish_resources = published.append
+    controller.reconcile()
+    assert published[-1]["eks-multus.io/multus3-ips"] == 13  # 14 slots minus the pod the scheduler cannot see
+
+
+# ------------------------------------------------------------------------------------------ ready means routable
+
+
+@pytest.fixture
+def imds_for(world):
+    from fake_imds import FakeImds
+
+    servers = []
+
+    def make(node: str, lag_reads: int):
+        macs = {e["mac"]: e["id"] for e in world.nodes[node].enis}
+
+        def addresses(mac):
+            if mac not in macs:
+                return None
+            (eni,) = world.client.describe_network_interfaces(NetworkInterfaceIds=[macs[mac]])["NetworkInterfaces"]
+            return {a["PrivateIpAddress"] for a in eni["PrivateIpAddresses"]}
+
+        server = FakeImds(addresses, lag_reads=lag_reads)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def test_gated_pod_is_ready_only_once_the_instance_metadata_lists_its_address(world, imds_for):
+    from multus_ip_controller.imds import Imds, ImdsConfirmer
+
+    world.add_pod("moved", "node-a", (1, "10.0.4.150"), gate=True)
+    imds = imds_for("node-a", lag_reads=1_000)  # the move has not completed: IMDS does not list it yet
+    controller = world.controller("node-a")
+    controller.confirm = ImdsConfirmer(Imds(imds.url, timeout=1), wait_seconds=0.3, interval=0.05)
+    first = controller.reconcile()
+    eni1 = world.nodes["node-a"].eni(1)["id"]
+    assert first["assigned"] == {eni1: ["10.0.4.150"]} and first["unconfirmed"] == {eni1: ["10.0.4.150"]}
+    condition = world.condition("moved")
+    assert (condition["status"], condition["reason"]) == ("False", "AddressesPending")
+    assert "not yet listed on it by the instance metadata" in condition["message"]
+    assert imds.reads >= 2 and imds.unauthorized == 0  # polled, with an IMDSv2 token
+
+    imds.lag_reads = 0  # the move completed
+    second = world.controller("node-a")
+    second.confirm = ImdsConfirmer(Imds(imds.url, timeout=1), wait_seconds=0.3)
+    report = second.reconcile()
+    assert report["assigned"] == {} and world.condition("moved")["status"] == "True"  # in place per EC2 and IMDS
+
+
+def test_gated_pod_is_ready_in_the_same_pass_when_imds_lists_the_address_at_once(world, imds_for):
+    from multus_ip_controller.imds import Imds, ImdsConfirmer
+
+    world.add_pod("quick", "node-a", (2, "10.0.4.151"), gate=True)
+    imds = imds_for("node-a", lag_reads=0)
+    controller = world.controller("node-a")
+    controller.confirm = ImdsConfirmer(Imds(imds.url, timeout=1), wait_seconds=1)
+    report = controller.reconcile()
+    assert report["unconfirmed"] == {} and world.condition("quick")["status"] == "True"
+
+
+def test_without_imds_a_describe_after_the_assignment_confirms_it(world):
+    world.add_pod("p1", "node-a", (1, "10.0.4.152"), gate=True)
+    describes = _count_calls(world.client, "DescribeNetworkInterfaces")
+    report = world.controller("node-a").reconcile()
+    assert len(describes) == 2  # the pass's read, then the confirmation after AssignPrivateIpAddresses
+    assert report["unconfirmed"] == {} and world.condition("p1")["status"] == "True"
+
+
+def test_an_assignment_ec2_accepts_but_does_not_show_is_not_ready(world):
+    """EC2 accepted the call but the describe after it does not list the address yet (eventual consistency)."""
+    world.add_pod("p1", "node-a", (1, "10.0.4.153"), gate=True)
+    controller = world.controller("node-a")
+    controller.confirm = lambda assigned, enis: {eni: set() for eni in assigned}
+    report = controller.reconcile()
+    assert report["unconfirmed"] and world.condition("p1")["status"] == "False"
