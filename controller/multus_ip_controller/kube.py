@@ -266,8 +266,9 @@ class KubeClient:
     """Thin wrapper over the kubernetes client: plain dicts in and out, a timeout on every request.
 
     `timeout` is (connect, read) seconds for every request but the watch; the watch's read timeout is its
-    server-side `timeoutSeconds` plus `watch_grace`, so a server that accepts a watch and then goes silent is
-    noticed shortly after the server itself would have closed it. `on_request(verb, resource)` counts requests.
+    server-side `timeoutSeconds` plus `watch_grace` (default a tenth of it, at least 1 s: 30 s for the default 300 s),
+    so a server that accepts a watch and then goes silent is noticed shortly after it would have closed it.
+    `on_request(verb, resource)` counts requests.
     """
 
     def __init__(
@@ -275,7 +276,7 @@ class KubeClient:
         api_client: Any = None,
         *,
         timeout: tuple[float, float] = (5.0, 15.0),
-        watch_grace: float = 30.0,
+        watch_grace: float | None = None,
         on_request: Callable[[str, str], None] | None = None,
     ) -> None:
         from kubernetes import client, config
@@ -314,11 +315,12 @@ class KubeClient:
         from multus_ip_controller.informer import Gone, status_of
 
         self._count("watch", resource)
+        grace = self.watch_grace if self.watch_grace is not None else max(1.0, timeout_seconds / 10)
         try:
             response = call(
                 field_selector=selector, watch=True, resource_version=resource_version or None,
                 allow_watch_bookmarks=True, timeout_seconds=timeout_seconds, _preload_content=False,
-                _request_timeout=(self.timeout[0], timeout_seconds + self.watch_grace),
+                _request_timeout=(self.timeout[0], timeout_seconds + grace),
             )
         except Exception as err:
             if status_of(err) == 410:

@@ -164,7 +164,8 @@ class FakeKube:
                 resource = _resource(parts)
                 if verb == "get" and parts[-1] in ("pods", "nodes"):
                     verb = "list"  # a collection
-                fake.requests.append((time.monotonic(), "watch" if watch else verb, resource, url.path))
+                fake.requests.append((time.monotonic(), "watch" if watch else verb, resource,
+                                      f"{url.path}?rv={query.get('resourceVersion', '')}"))
                 body = self._body() if verb in ("patch", "create") else None
                 if fake.silent or (watch and fake.silent_watches):
                     fake._unsilenced.wait()  # accepted, read, never answered (until silence ends)
@@ -277,10 +278,10 @@ class FakeKube:
                         quiet = fake.silent or fake.silent_watches
                         pending = [] if quiet else [(rv, t, o) for rv, k, t, o in fake.log if k == kind and rv > sent]
                         rv_now = fake.rv
-                        if not pending and not quiet:
-                            wait = (min(end, next_bookmark) if bookmarks else end) - time.monotonic()
-                            if wait > 0:
-                                fake._cond.wait(wait)
+                        wait = (min(end, next_bookmark) if bookmarks else end) - time.monotonic()
+                        if not pending and not quiet and wait > 0:
+                            fake._cond.wait(wait)
+                            continue  # look again: something changed, or a bookmark or the end is due
                     if quiet:  # went silent mid-stream: not another byte, until silence ends; then hang up
                         fake._unsilenced.wait()
                         return

@@ -2,7 +2,7 @@
 first ENI in the subnet" goes wrong) plus one on another network; pods come, move, go; controllers restart; a
 node terminates; EC2 throttles and fails. After every scenario EC2 holds exactly the desired pod addresses.
 
-moto 5.2.5 gaps, closed here by patching its EC2 backend/handlers (see `moto_fixes`):
+moto 5.2.5 gaps, closed here by patching its EC2 handlers (`moto_ec2_fixes.py`, applied by `moto_fixes`):
 - AssignPrivateIpAddresses ignores AllowReassignment: it appends an address another ENI already holds, so two
   ENIs end up with the same address. Real EC2 moves it (AllowReassignment=true) or refuses with
   PrivateIpAddressInUse. It also accepts addresses outside the ENI's subnet (EC2: InvalidParameterValue), and
@@ -26,10 +26,9 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.core.responses import ActionResult, EmptyResult
-from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import ec2_backends
 from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
+from moto_ec2_fixes import assign_private_ip_addresses, unassign_private_ip_addresses
 from multus_ip_controller import ec2 as ec2_mod
 from multus_ip_controller.main import Controller
 from multus_ip_controller.planning import parse_ranges
@@ -51,63 +50,10 @@ def _backend():
     return ec2_backends[DEFAULT_ACCOUNT_ID][REGION]
 
 
-def _assign_private_ip_addresses(self):
-    """AssignPrivateIpAddresses with EC2's AllowReassignment semantics (moto ignores the flag)."""
-    eni = self.ec2_backend.get_network_interface(self._get_param("NetworkInterfaceId"))
-    ips = self._get_param("PrivateIpAddresses", [])
-    allow = self._get_bool_param("AllowReassignment", False)
-    subnet = ipaddress.IPv4Network(eni.subnet.cidr_block)
-    for ip in ips:
-        if ipaddress.IPv4Address(ip) not in subnet:
-            raise EC2ClientError("InvalidParameterValue", f"Address {ip} is not in subnet {subnet}")
-        for other in self.ec2_backend.enis.values():
-            held = [a for a in other.private_ip_addresses if a["PrivateIpAddress"] == ip]
-            if not held or other is eni:
-                continue
-            if held[0].get("Primary") or not allow:
-                raise EC2ClientError("PrivateIpAddressInUse", f"Address {ip} is in use on {other.id}")
-    limit = _ipv4_per_interface(eni)
-    held = {a["PrivateIpAddress"] for a in eni.private_ip_addresses}
-    if limit is not None and len(held | set(ips)) > limit:
-        raise EC2ClientError("PrivateIpAddressLimitExceeded",
-                             f"Number of private addresses will exceed limit of {limit} for {eni.id}")
-    for ip in ips:
-        for other in self.ec2_backend.enis.values():
-            if other is not eni:
-                other.private_ip_addresses = [a for a in other.private_ip_addresses if a["PrivateIpAddress"] != ip]
-        if ip not in {a["PrivateIpAddress"] for a in eni.private_ip_addresses}:
-            eni.private_ip_addresses.append({"Primary": False, "PrivateIpAddress": ip})
-    return ActionResult({"NetworkInterfaceId": eni.id, "AssignedPrivateIpAddresses": eni.private_ip_addresses})
-
-
-def _ipv4_per_interface(eni) -> int | None:
-    """EC2's per-interface address limit of the instance the ENI is attached to (moto enforces none)."""
-    from moto.ec2.models.instance_types import INSTANCE_TYPES
-
-    instance = getattr(eni, "instance", None)
-    if instance is None:
-        return None
-    return INSTANCE_TYPES[instance.instance_type]["NetworkInfo"]["Ipv4AddressesPerInterface"]
-
-
-def _unassign_private_ip_addresses(self):
-    """UnassignPrivateIpAddresses that refuses addresses the ENI does not hold, as EC2 does."""
-    eni = self.ec2_backend.get_network_interface(self._get_param("NetworkInterfaceId"))
-    ips = self._get_param("PrivateIpAddresses", [])
-    secondary = {a["PrivateIpAddress"] for a in eni.private_ip_addresses if not a.get("Primary")}
-    missing = [ip for ip in ips if ip not in secondary]
-    if missing:
-        raise EC2ClientError(
-            "InvalidParameterValue", f"Some of the specified addresses are not assigned to interface {eni.id}"
-        )
-    eni.private_ip_addresses = [a for a in eni.private_ip_addresses if a["PrivateIpAddress"] not in ips]
-    return EmptyResult()
-
-
 @pytest.fixture
 def moto_fixes(monkeypatch):
-    monkeypatch.setattr(ElasticNetworkInterfaces, "assign_private_ip_addresses", _assign_private_ip_addresses)
-    monkeypatch.setattr(ElasticNetworkInterfaces, "unassign_private_ip_addresses", _unassign_private_ip_addresses)
+    monkeypatch.setattr(ElasticNetworkInterfaces, "assign_private_ip_addresses", assign_private_ip_addresses)
+    monkeypatch.setattr(ElasticNetworkInterfaces, "unassign_private_ip_addresses", unassign_private_ip_addresses)
 
 
 # ------------------------------------------------------------------------------------------ the world
