@@ -41,7 +41,7 @@ WHEREABOUTS_IMAGE = "ghcr.io/k8snetworkplumbingwg/whereabouts:v0.9.4"
 
 # Applied in this order: CRDs before anything that uses them, identities before workloads.
 WHEREABOUTS_FILES = ("crds.yaml", "rbac.yaml", "daemonset.yaml", "reconciler.yaml")
-CONTROLLER_FILES = ("rbac.yaml", "daemonset.yaml")
+CONTROLLER_FILES = ("rbac.yaml", "node-status-policy.yaml", "daemonset.yaml")
 
 # Graviton families carry a "g" after the generation digit (m7g, c6gn, t4g, r8gd); "g5" (GPU) does not.
 _ARM_FAMILY = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
@@ -181,10 +181,14 @@ class PodAddressSync(Construct):
             assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
             description="Multus pod-address controller: assigns pod addresses on this stack's Multus ENIs",
         )
-        # EC2 has no resource-level permissions for Describe* actions: they need "*".
+        # EC2 has no resource-level permissions for Describe* actions: they need "*". DescribeInstanceTypes gives
+        # the per-interface address limit (once per controller start); DescribeInstances its instance type when
+        # the Node lacks the node.kubernetes.io/instance-type label.
         self.role.add_to_policy(
             iam.PolicyStatement(
-                sid="ReadNetworkInterfaces", actions=["ec2:DescribeNetworkInterfaces"], resources=["*"]
+                sid="ReadNetworkInterfaces",
+                actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances"],
+                resources=["*"],
             )
         )
         self.role.add_to_policy(
@@ -201,7 +205,8 @@ class PodAddressSync(Construct):
 
         region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
         acknowledge(self.role, {
-            "AwsSolutions-IAM5[Resource::*]": "ec2:DescribeNetworkInterfaces supports no resource-level permissions.",
+            "AwsSolutions-IAM5[Resource::*]": "ec2:DescribeNetworkInterfaces, DescribeInstanceTypes and "
+            "DescribeInstances support no resource-level permissions.",
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{region}:<AWS::AccountId>:network-interface/*]":
             "Multus ENIs are created per node at launch, so their ids are unknown at deploy time; assign and "
             "unassign are allowed only on ENIs whose eks-multus/owner tag names one of this app's node groups.",

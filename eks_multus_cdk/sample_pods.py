@@ -11,9 +11,11 @@ of another AZ would give the pod an address of a subnet the ENI is not in, and t
 both samples are pinned with `nodeSelector: topology.kubernetes.io/zone: <AZ 1>` and name the AZ-1 NADs.
 
 With `crossNodeTraffic` every sample also carries the pod-address controller's readiness gate
-(`naming.ADDRESSES_READY_CONDITION`): it is Ready only once its Multus addresses are on its ENIs. The YAML files
-do not carry it: without cross-node traffic there is no controller to set the condition, and the pod would
-never become Ready.
+(`naming.ADDRESSES_READY_CONDITION`): it is Ready only once its Multus addresses are on its ENIs; and it requests
+one `eks-multus.io/<network>-ips` per Multus network it attaches, the extended resource the controller publishes
+on each node (free address slots on that network's ENI), so the scheduler only places it where its address can
+be routed. The YAML files carry neither: without cross-node traffic there is no controller to set the condition
+or publish the resource, and the pod would never become Ready nor be scheduled.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from eks_multus_cdk.config import AppConfig
 from eks_multus_cdk.multus_manifests import load_manifest_file
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
+# The pod-address controller's extended resource per network (controller/multus_ip_controller/capacity.py).
+EXTENDED_RESOURCE = "eks-multus.io/{network}-ips"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 SAMPLE_AZ_INDEX = 0
 
@@ -79,5 +83,9 @@ def sample_pod_manifests(config: AppConfig) -> list[dict[str, Any]]:
             container["image"] = config.sample_pod_image
         if config.cross_node_traffic:
             pod["spec"]["readinessGates"] = [{"conditionType": naming.ADDRESSES_READY_CONDITION}]
+            wanted = {EXTENDED_RESOURCE.format(network=config.multus_networks[p].name): "1" for p in positions}
+            resources = pod["spec"]["containers"][0].setdefault("resources", {})
+            for kind in ("requests", "limits"):  # extended resources: requests must equal limits
+                resources.setdefault(kind, {}).update(wanted)
         pods.append(pod)
     return pods

@@ -173,7 +173,7 @@ class FakeKube:
                     return
                 try:
                     self._route(verb, parts, query, watch, body)
-                except BrokenPipeError:
+                except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
             def _route(self, verb: str, parts: list[str], query: dict[str, str], watch: bool, body: Any) -> None:

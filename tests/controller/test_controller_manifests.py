@@ -180,13 +180,16 @@ def test_controller_daemonset_runs_on_every_node_on_the_host_network_as_non_root
     assert c["securityContext"]["readOnlyRootFilesystem"] and c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
-def test_controller_rbac_reads_and_patches_only_pod_status():
+def test_controller_rbac_writes_only_status_subresources_and_events():
     objects = controller_objects()
     (role,) = by_kind(objects, "ClusterRole")
     assert kubernetes_validate.validate(role, KUBERNETES_VERSION, strict=True) == KUBERNETES_VERSION
     writes = [r for r in role["rules"] if set(r["verbs"]) - {"get", "list", "watch"}]
-    # The one write: the readiness-gate condition, through the status subresource only (never pods themselves).
-    assert writes == [{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]}]
+    # The readiness-gate condition and the extended resources, through status subresources only (never a pod's
+    # or node's spec, labels or annotations), and events.
+    assert writes == [{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+                      {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
+                      {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
     assert all("*" not in r["verbs"] + r["resources"] + r["apiGroups"] for r in role["rules"])
     (binding,) = by_kind(objects, "ClusterRoleBinding")
     (account,) = by_kind(objects, "ServiceAccount")
@@ -194,6 +197,92 @@ def test_controller_rbac_reads_and_patches_only_pod_status():
                                     "namespace": account["metadata"]["namespace"]}]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert service_account_name(objects) == account["metadata"]["name"] == SERVICE_ACCOUNT
+
+
+def test_probes_hit_the_health_server_the_controller_starts():
+    from multus_ip_controller.main import Settings
+
+    c = container(controller_objects())
+    env = {e["name"]: e.get("value", "") for e in c["env"]}
+    settings = Settings.from_env({**env, "NODE_NAME": "n"})
+    host, _, port = settings.health_address.rpartition(":")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert c[probe]["httpGet"] == {"host": host, "path": path, "port": int(port)}
+    assert c["ports"] == [{"name": "health", "containerPort": int(port), "protocol": "TCP"}]
+    # The kubelet restarts it only after the controller itself reports no pass within LIVENESS_SECONDS, which
+    # exceeds the resync period (a pass runs at least that often).
+    assert settings.liveness_seconds > settings.resync_seconds
+    assert (settings.debounce_seconds, settings.max_debounce_seconds) == (1.0, 3.0)
+
+
+def test_memory_request_covers_the_measured_peak():
+    """`make bench` measured a peak RSS of 112 MiB (README, Benchmark): the request must exceed it."""
+    resources = container(controller_objects())["resources"]
+    assert resources["requests"]["memory"] == "144Mi" and resources["limits"]["memory"] == "256Mi"
+
+
+# ------------------------------------------------------------------------------------------ own-node policy
+
+
+def _policy():
+    (policy,) = by_kind(controller_objects(), "ValidatingAdmissionPolicy")
+    (binding,) = by_kind(controller_objects(), "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    return policy
+
+
+def _admit(policy, user: str, node_name_claim: str | None, old: dict, new: dict) -> list[str]:
+    """Evaluate the policy's CEL (cel-python) as the apiserver would: matchConditions, then every validation;
+    returns the messages of the failed validations ([] = admitted)."""
+    import celpy
+
+    env = celpy.Environment()
+    extra = {"authentication.kubernetes.io/node-name": [node_name_claim]} if node_name_claim else {}
+    activation = {"request": celpy.json_to_cel({"userInfo": {"username": user, "extra": extra}}),
+                  "object": celpy.json_to_cel(new), "oldObject": celpy.json_to_cel(old)}
+    for condition in policy["spec"]["matchConditions"]:
+        if not env.program(env.compile(condition["expression"])).evaluate(activation):
+            return []  # not the controller: the policy does not apply
+    return [v["message"] for v in policy["spec"]["validations"]
+            if not env.program(env.compile(v["expression"])).evaluate(activation)]
+
+
+CONTROLLER_USER = "system:serviceaccount:kube-system:multus-pod-address-sync"
+NODE = {"metadata": {"name": "node-a"}, "status": {
+    "capacity": {"cpu": "4", "pods": "58"}, "allocatable": {"cpu": "3920m", "pods": "58"},
+    "conditions": [{"type": "Ready", "status": "True"}], "addresses": [{"type": "InternalIP", "address": "10.0.2.10"}],
+    "nodeInfo": {"kubeletVersion": "v1.35.0"}}}
+
+
+def _with(**status):
+    node = copy.deepcopy(NODE)
+    for key, value in status.items():
+        node["status"][key] = value
+    return node
+
+
+def test_node_status_policy_admits_the_controller_publishing_on_its_own_node():
+    policy = _policy()
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["nodes/status"]
+    new = _with(capacity={**NODE["status"]["capacity"], "eks-multus.io/multus1-ips": "14"},
+                allocatable={**NODE["status"]["allocatable"], "eks-multus.io/multus1-ips": "14"})
+    assert _admit(policy, CONTROLLER_USER, "node-a", NODE, new) == []
+
+
+@pytest.mark.parametrize(("claim", "change", "refusal"), [
+    ("node-b", {"capacity": {"cpu": "4", "pods": "58", "eks-multus.io/multus1-ips": "14"}}, "node it runs on"),
+    (None, {"capacity": {"cpu": "4", "pods": "58", "eks-multus.io/multus1-ips": "14"}}, "node it runs on"),
+    ("node-a", {"capacity": {"cpu": "4", "pods": "110"}}, "extended resources"),
+    ("node-a", {"allocatable": {"cpu": "3920m"}}, "extended resources"),
+    ("node-a", {"conditions": [{"type": "Ready", "status": "False"}]}, "conditions"),
+])
+def test_node_status_policy_refuses_other_nodes_and_other_fields(claim, change, refusal):
+    (message,) = _admit(_policy(), CONTROLLER_USER, claim, NODE, _with(**change))
+    assert refusal in message
+
+
+def test_node_status_policy_leaves_other_users_alone():
+    assert _admit(_policy(), "system:node:node-a", "node-a", NODE, _with(capacity={"cpu": "8"})) == []
 
 
 @pytest.mark.parametrize("missing", ["POD_RANGES", "ENI_OWNER_PREFIX"])
@@ -229,7 +318,7 @@ def test_requirements_are_pinned_to_the_versions_the_tests_ran_with():
     lines = [ln for ln in (CONTROLLER_DIR / "requirements.txt").read_text().splitlines()
              if ln.strip() and not ln.startswith("#")]
     pins = dict(ln.split("==") for ln in lines)
-    assert set(pins) == {"boto3", "kubernetes"}
+    assert set(pins) == {"boto3", "kubernetes", "prometheus-client"}
     assert all(importlib.metadata.version(name) == version for name, version in pins.items())
 
 
@@ -297,7 +386,8 @@ def test_iam_policy_is_least_privilege(synthesized):
         assert st["Condition"] == {"StringEquals": {"ec2:ResourceTag/eks-multus/owner": [
             f"{CONFIG.stack_prefix}-{g.name}" for g in CONFIG.node_groups]}}
     assert {a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])} \
-        == {"ec2:DescribeNetworkInterfaces", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}
+        == {"ec2:DescribeNetworkInterfaces", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
+            "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}
 
 
 def test_role_is_trusted_by_eks_pod_identity_only(synthesized):

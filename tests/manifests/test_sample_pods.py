@@ -31,9 +31,25 @@ def test_default_render_equals_the_shipped_yaml() -> None:
         for obj in load_manifest_file(asset_path("manifests", "samples", name))
     ]
     rendered = sample_pod_manifests(parse_config(None))
-    for pod in rendered:  # the renderer adds the readiness gate (crossNodeTraffic is on by default); files lack it
+    for pod in rendered:  # the renderer adds the readiness gate and the extended resources (crossNodeTraffic is
+        # on by default); the files lack them
         assert pod["spec"].pop("readinessGates") == [{"conditionType": naming.ADDRESSES_READY_CONDITION}]
+        resources = pod["spec"]["containers"][0]["resources"]
+        for kind in ("requests", "limits"):
+            for name in [k for k in resources[kind] if k.startswith("eks-multus.io/")]:
+                assert resources[kind].pop(name) == "1"
     assert rendered == shipped
+
+
+def test_samples_request_one_address_slot_per_network_iff_cross_node_traffic() -> None:
+    by_name = {p["metadata"]["name"]: p for p in sample_pod_manifests(parse_config(OTHER))}
+    dual = by_name["sample-dual"]["spec"]["containers"][0]["resources"]
+    assert {k: v for k, v in dual["requests"].items() if k.startswith("eks-multus.io/")} == {
+        "eks-multus.io/signal-ips": "1", "eks-multus.io/media-ips": "1"}
+    assert dual["limits"]["eks-multus.io/signal-ips"] == "1"
+    without = sample_pod_manifests(parse_config({**OTHER, "crossNodeTraffic": False}))
+    assert not any(k.startswith("eks-multus.io/") for p in without
+                   for kind in ("requests", "limits") for k in p["spec"]["containers"][0]["resources"][kind])
 
 
 def test_readiness_gate_iff_cross_node_traffic() -> None:
