@@ -33,9 +33,10 @@ lint: deps  ## ruff, shellcheck, cfn-lint and cdk-nag over the synthesized app
 	shellcheck userdata/*.sh .ci/run
 	$(PY) -m pytest -q tests/test_compliance.py
 
-bench: deps  ## synth time against a bare aws_eks_v2 app, and the ENI Lambda's figures
+bench: deps  ## synth time against a bare aws_eks_v2 app, the ENI Lambda's and the pod-address controller's figures
 	$(PY) bench/synth_bench.py
 	$(PY) bench/lambda_bench.py
+	$(PY) bench/controller_bench.py
 
 deploy: deps  ## needs AWS credentials and a bootstrapped account (cdk bootstrap)
 	$(CDK) deploy $(CDK_FLAGS) --all --require-approval broadening
