@@ -318,7 +318,10 @@ class Controller:
         if self.metrics is not None:
             for name, value in wanted.items():
                 self.metrics.free_slots.labels(name).set(value)
-        current = self.published_resources() if self.published_resources else self._published
+        # The Node's own values when its watch cache has them, else what this process last sent.
+        current = self.published_resources() if self.published_resources else None
+        if current is None:
+            current = self._published
         if current is not None and all(current.get(k) == v for k, v in wanted.items()):
             return
         try:
