@@ -99,7 +99,7 @@ def test_sustained_churn_never_stalls_passes_nor_the_periodic_resync():
     during = [(t, trigger) for t, trigger in starts if t <= churn_end]
     gaps = [b[0] - a[0] for a, b in zip(during, during[1:], strict=False)]
     assert len(during) >= 5, during  # 3 s of churn: a pass at least every max_delay (0.6 s) and every resync
-    assert max(gaps) <= 0.6 + 0.25, gaps  # bounded: never more than max_delay (3 x debounce) plus scheduling
+    assert max(gaps) <= 0.6 + 0.4, gaps  # bounded: never more than max_delay (3 x debounce) plus scheduling slack
     assert sum(1 for _, trigger in during if trigger == "resync") >= 2  # the resync still runs on schedule
 
 
@@ -119,7 +119,7 @@ def test_a_short_burst_of_pokes_is_one_pass_a_debounce_after_its_last_poke():
     loop.poke()
     thread.join(2)
     watch = [t for t, trigger in starts if trigger == "watch"]
-    assert len(watch) == 1 and 0.25 <= watch[0] - last_poke <= 0.5, starts
+    assert len(watch) == 1 and 0.25 <= watch[0] - last_poke <= 0.8, starts
 
 
 def test_backoff_is_exponential_with_jitter_and_capped_by_the_resync():
