@@ -737,3 +737,18 @@ def test_an_assignment_ec2_accepts_but_does_not_show_is_not_ready(world):
     controller.confirm = lambda assigned, enis: {eni: set() for eni in assigned}
     report = controller.reconcile()
     assert report["unconfirmed"] and world.condition("p1")["status"] == "False"
+
+
+def test_extended_resources_are_published_again_when_the_node_lost_them(world):
+    """A kubelet that re-registers its Node can drop extended resources: the Node's watched values decide."""
+    node_values: dict = {}
+    published: list[dict] = []
+    controller = world.controller("node-a")
+    controller.publish_resources = lambda values: published.append(values) or node_values.update(values)
+    controller.published_resources = lambda: dict(node_values)
+    controller.reconcile()
+    controller.reconcile()
+    assert len(published) == 1  # the Node carries them: nothing to send
+    node_values.clear()  # the kubelet reset them
+    controller.reconcile()
+    assert len(published) == 2 and node_values == published[0]
