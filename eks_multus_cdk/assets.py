@@ -8,6 +8,7 @@ working directory, so an app that imports the library from anywhere finds them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 _PACKAGE = Path(__file__).resolve().parent
 _ROOTS = (_PACKAGE / "_assets", _PACKAGE.parent)
@@ -20,3 +21,16 @@ def asset_path(*parts: str) -> Path:
         if path.exists():
             return path
     raise FileNotFoundError(f"{'/'.join(parts)} not found; tried {', '.join(str(p) for p in tried)}")
+
+
+def lambda_package(package: str) -> dict[str, Any]:
+    """`runtime` and `code` of a Python function whose asset is `lambda/<package>` alone (its .py files), for
+    `lambda_.Function(..., **lambda_package("eni_attacher"))`. aws-cdk-lib is imported here, not at module level:
+    `verify` uses this module without it."""
+    from aws_cdk import aws_lambda as lambda_
+
+    return {
+        "runtime": lambda_.Runtime.PYTHON_3_14,
+        "code": lambda_.Code.from_asset(str(asset_path("lambda")),
+                                        exclude=["*", f"!{package}", f"!{package}/*.py"]),
+    }

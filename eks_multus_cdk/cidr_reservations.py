@@ -18,7 +18,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from eks_multus_cdk.assets import asset_path
+from eks_multus_cdk.assets import lambda_package
 from eks_multus_cdk.compliance import acknowledge, nag_partition, nag_region
 from eks_multus_cdk.model import MultusNetwork
 
@@ -65,10 +65,8 @@ class SubnetCidrReservations(Construct):
         self.function = lambda_.Function(
             self, "Function",
             description="Custom::SubnetCidrReservation: reserves the Multus pod ranges (works in every region)",
-            runtime=lambda_.Runtime.PYTHON_3_14,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(
-                str(asset_path("lambda")), exclude=["*", "!cidr_reservation", "!cidr_reservation/*.py"]),
+            **lambda_package("cidr_reservation"),
             timeout=Duration.minutes(2),
             memory_size=128,
             log_group=self.log_group,

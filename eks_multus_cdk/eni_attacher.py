@@ -26,7 +26,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_lambda_destinations import SqsDestination
 from constructs import Construct
 
-from eks_multus_cdk.assets import asset_path
+from eks_multus_cdk.assets import lambda_package
 from eks_multus_cdk.compliance import acknowledge, nag_partition, nag_region
 from eks_multus_cdk.config import MultusNetworkConfig
 from eks_multus_cdk.model import MultusNetwork
@@ -99,10 +99,8 @@ class EniAttacher(Construct):
         self.function = lambda_.Function(
             self, "Function",
             description="Attaches Multus ENIs to new nodes; as a sweeper, deletes leftover ENIs of its group",
-            runtime=lambda_.Runtime.PYTHON_3_14,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(
-                str(asset_path("lambda")), exclude=["*", "!eni_attacher", "!eni_attacher/*.py"]),
+            **lambda_package("eni_attacher"),
             timeout=FUNCTION_TIMEOUT,
             memory_size=256,
             log_group=self.log_group,

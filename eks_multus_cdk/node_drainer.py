@@ -36,7 +36,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_lambda_destinations import SqsDestination
 from constructs import Construct
 
-from eks_multus_cdk.assets import asset_path
+from eks_multus_cdk.assets import asset_path, lambda_package
 from eks_multus_cdk.compliance import acknowledge, managed_policy_finding, nag_partition, nag_region
 from eks_multus_cdk.multus_manifests import load_manifest_file
 
@@ -132,10 +132,8 @@ class NodeDrainer(Construct):
         self.function = lambda_.Function(
             self, "Function",
             description=f"Cordons and drains nodes of {asg_name} before they terminate",
-            runtime=lambda_.Runtime.PYTHON_3_14,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(
-                str(asset_path("lambda")), exclude=["*", "!node_drainer", "!node_drainer/*.py"]),
+            **lambda_package("node_drainer"),
             timeout=FUNCTION_TIMEOUT,
             memory_size=256,
             log_group=self.log_group,
